@@ -1,0 +1,56 @@
+"""sysred: balanced truncation for dense and diagonal, real and complex, continuous and
+discrete-time LTI systems, batched.
+
+Layout (models / algorithms / reductors, as in pyMOR):
+
+* :mod:`sysred.systems` -- what a system is: :class:`StateSpace`, :class:`DiagonalStateSpace`,
+  :func:`diagonalize`, :func:`realify`.
+* :mod:`sysred.lyapunov`, :mod:`sysred.gramians`, :mod:`sysred.norms` -- algorithms:
+  Gramian square-root factors, Hankel singular values, H-infinity and H2 norms.
+* :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`.
+* :mod:`sysred.interop` -- python-control conversion.
+"""
+
+from sysred.errors import (
+    HSVTieError,
+    HSVTieWarning,
+    NonFiniteError,
+    OrderError,
+    RankDeficientWarning,
+    ShapeError,
+    SysredError,
+    UnstableSystemError,
+)
+from sysred.gramians import gramian_factors, gramians, hankel_singular_values
+from sysred.interop import from_control, to_control
+from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm
+from sysred.reductors import BTResult, balanced_truncation, tail_bound
+from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize, realify
+
+__all__ = [
+    "StateSpace",
+    "DiagonalStateSpace",
+    "diagonalize",
+    "realify",
+    "gramian_factors",
+    "gramians",
+    "hankel_singular_values",
+    "hinf_norm",
+    "h2_norm",
+    "difference",
+    "bilinear_to_continuous",
+    "balanced_truncation",
+    "BTResult",
+    "tail_bound",
+    "from_control",
+    "to_control",
+    "SysredError",
+    "ShapeError",
+    "NonFiniteError",
+    "UnstableSystemError",
+    "OrderError",
+    "HSVTieError",
+    "HSVTieWarning",
+    "RankDeficientWarning",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,37 @@
+"""Exceptions and warnings raised by sysred.
+
+Every error is a ``ValueError`` too, so code that only knows the standard library can still catch
+bad input generically; code that knows sysred can tell the cases apart.
+"""
+
+
+class SysredError(ValueError):
+    """Base class of every error sysred raises on bad input."""
+
+
+class ShapeError(SysredError):
+    """Matrices whose shapes do not make a state-space system (or batches that do not broadcast)."""
+
+
+class NonFiniteError(SysredError):
+    """A system matrix holds NaN or Inf."""
+
+
+class UnstableSystemError(SysredError):
+    """The method needs an asymptotically stable system and got an unstable or marginal one."""
+
+
+class OrderError(SysredError):
+    """A requested reduced order is out of range or numerically meaningless."""
+
+
+class HSVTieError(OrderError):
+    """The requested order splits a group of (numerically) equal Hankel singular values."""
+
+
+class HSVTieWarning(UserWarning):
+    """Like :class:`HSVTieError`, issued instead of raising when ``strict=False``."""
+
+
+class RankDeficientWarning(UserWarning):
+    """The reduced order keeps Hankel singular values at round-off level (``strict=False``)."""

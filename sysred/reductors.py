@@ -1,0 +1,228 @@
+"""Reductors: algorithms that produce a reduced system and report how good it is."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from sysred._checks import require_stable
+from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
+from sysred.gramians import gramian_factors
+from sysred.systems import DiagonalStateSpace, StateSpace
+
+__all__ = ["BTResult", "balanced_truncation", "tail_bound"]
+
+#: Two consecutive HSVs closer than ``TIE_RTOL * sigma_i`` count as equal.
+TIE_RTOL = 1e-9
+
+
+def _noise_floor(hsv):
+    """HSVs below ``n * eps * sigma_1`` are rounding noise of the square-root method."""
+    n = hsv.shape[-1]
+    return 10 * n * np.finfo(float).eps * hsv[..., :1]  # (..., 1)
+
+
+def _tied(hsv):
+    """``tied[..., i]`` is True when sigma_i and sigma_{i+1} are numerically equal, (..., n-1)."""
+    upper, lower = hsv[..., :-1], hsv[..., 1:]
+    close = upper - lower <= TIE_RTOL * upper
+    return close | (upper <= _noise_floor(hsv))
+
+
+def tail_bound(hsv, order):
+    """A-priori BT error bound ``2 * sum of the distinct sigma_i, i > order``, shape (...).
+
+    Numerically equal HSVs (relative gap below ``TIE_RTOL``, or all below the noise floor
+    ``10 n eps sigma_1``) are counted once, as the theory allows: each *distinct* value enters
+    the bound once whatever its multiplicity (e.g. the doubled HSVs of a realified complex
+    system).
+    """
+    hsv = np.asarray(hsv)
+    tail = hsv[..., order:]
+    if tail.shape[-1] == 0:
+        return np.zeros(hsv.shape[:-1])
+    # a tail value counts unless it equals its predecessor (which is then counted already)
+    repeat = _tied(hsv)[..., order - 1 :] if order > 0 else None
+    if repeat is not None:
+        tail = np.where(repeat, 0.0, tail)
+    return 2.0 * tail.sum(axis=-1)
+
+
+@dataclass
+class BTResult:
+    """What :func:`balanced_truncation` returns.
+
+    Attributes
+    ----------
+    system : StateSpace
+        The reduced system(s), same batch shape and time domain as the input.
+    hsv : ndarray, shape (..., n)
+        Hankel singular values of the original system(s), descending.
+    bound : ndarray, shape (...)
+        ``2 * sum of the distinct HSVs beyond order``:
+        ``sigma_{r+1} <= ||G - G_r||_inf <= bound`` (continuous and discrete time alike).
+    order : int
+        The reduced order r, the same for the whole batch.
+    method : str
+        ``"sqrt"`` or ``"bfsr"``.
+    path : str
+        Which Gramian-factor algorithm ran (see :mod:`sysred.gramians`).
+    T, W : ndarray, shape (..., n, r)
+        The projection: ``A_r = W^H A T``, ``B_r = W^H B``, ``C_r = C T``, ``W^H T = I``.
+    """
+
+    system: StateSpace
+    hsv: np.ndarray
+    bound: np.ndarray
+    order: int
+    method: str
+    path: str
+    T: np.ndarray
+    W: np.ndarray
+
+
+def _order_from_tol(hsv, tol):
+    """Smallest r (same for the batch, never splitting a tie) with bound(r) <= tol everywhere."""
+    n = hsv.shape[-1]
+    flat = hsv.reshape(-1, n)
+    rank = int(np.max(np.sum(flat > _noise_floor(flat), axis=-1)))
+    for r in range(0, n + 1):
+        if r > 0 and np.any(_tied(flat)[:, r - 1] & (flat[:, r - 1] > _noise_floor(flat)[:, 0])):
+            continue
+        if r >= rank or np.all(tail_bound(flat, r) <= tol):
+            return max(min(r, rank), 1)
+    return max(rank, 1)
+
+
+def _check_order(hsv, order, strict):
+    n = hsv.shape[-1]
+    if isinstance(order, bool) or not isinstance(order, int | np.integer):
+        raise OrderError(f"order must be an integer, got {order!r}")
+    order = int(order)
+    if not 1 <= order <= n:
+        raise OrderError(f"order must be between 1 and n = {n}, got {order}")
+    floor = _noise_floor(hsv)[..., 0]
+    kept = hsv[..., order - 1]
+    if np.any(kept <= floor):
+        rank = int(np.min(np.sum(hsv > floor[..., None], axis=-1)))
+        msg = (
+            f"order {order} keeps Hankel singular values at rounding level "
+            f"(<= 10 n eps sigma_1) in some batch entry: the reduced model would be "
+            f"numerically non-minimal and its balancing ill-defined. The smallest numerical "
+            f"rank in the batch is {rank}; use order <= {rank} or tol=..."
+        )
+        if strict:
+            raise OrderError(msg)
+        warnings.warn(msg, RankDeficientWarning, stacklevel=3)
+    if order < n:
+        tie = _tied(hsv)[..., order - 1] & (kept > floor)
+        if np.any(tie):
+            i = np.argwhere(np.atleast_1d(tie))[0].tolist()
+            where = f" (e.g. batch entry {i})" if hsv.ndim > 1 else ""
+            msg = (
+                f"order {order} splits a group of numerically equal Hankel singular values"
+                f"{where}: sigma_{order} ~= sigma_{order + 1}. Balanced truncation then has no "
+                f"unique answer and the reduced model may lose asymptotic stability and the "
+                f"error bound; pick an order at a gap (e.g. {order - 1} or {order + 1})."
+            )
+            if strict:
+                raise HSVTieError(msg)
+            warnings.warn(msg, HSVTieWarning, stacklevel=3)
+    return order
+
+
+def _ct(X):
+    return X.conj().swapaxes(-1, -2)
+
+
+def balanced_truncation(sys, order=None, tol=None, method="sqrt", strict=True, backend="auto"):
+    """Square-root balanced truncation (Laub/Tombs-Laub; Varga's balancing-free variant).
+
+    With ``P = R R^H``, ``Q = S S^H`` (:func:`sysred.gramian_factors`) and the SVD
+    ``S^H R = U Sigma V^H``:
+
+    * ``method="sqrt"``: ``T = R V_r Sigma_r^{-1/2}``, ``W = S U_r Sigma_r^{-1/2}``; the reduced
+      system is balanced (both Gramians ``= Sigma_r``).
+    * ``method="bfsr"``: ``X = orth(R V_r)``, ``Y = orth(S U_r)``, ``T = X``,
+      ``W = Y (X^H Y)^{-1}``; the same transfer function, better conditioned projection when
+      ``Sigma_r`` spans many decades, not balanced.
+
+    Then ``A_r = W^H A T``, ``B_r = W^H B``, ``C_r = C T``, ``D_r = D``. For a stable system with
+    ``sigma_r > sigma_{r+1}``, the reduced system is stable and
+
+    ``sigma_{r+1} <= ||G - G_r||_inf <= 2 * (sum of the distinct sigma_i, i > r)``
+
+    in continuous and discrete time, real or complex.
+
+    Parameters
+    ----------
+    sys : StateSpace or DiagonalStateSpace
+        Asymptotically stable; batched input gives batched output with one common order.
+    order : int, optional
+        Reduced order r, ``1 <= r <= n``.
+    tol : float, optional
+        Instead of ``order``: the smallest r whose bound is ``<= tol`` for every batch entry
+        (never splitting equal HSVs, never beyond the numerical rank).
+    method : {"sqrt", "bfsr"}
+    strict : bool
+        What to do with a degenerate ``order``. ``True`` (default) *refuses*, raising
+        :class:`HSVTieError` when ``sigma_r`` and ``sigma_{r+1}`` are numerically equal
+        (relative gap below ``1e-9``): the truncation is then not unique, and stability and
+        the bound are no longer guaranteed; and :class:`OrderError` when ``sigma_r`` is at
+        rounding level (``<= 10 n eps sigma_1``): ``Sigma_r^{-1/2}`` would amplify noise.
+        ``False`` issues :class:`HSVTieWarning` / :class:`RankDeficientWarning` and computes
+        the truncation anyway (useful for big batches, where one bad entry should not stop the
+        rest; check the result).
+    backend : {"auto", "numpy", "slycot"}
+        Dense Lyapunov solver, see :func:`sysred.gramian_factors`.
+
+    Returns
+    -------
+    BTResult
+
+    Raises
+    ------
+    UnstableSystemError
+        Unstable or marginally stable input (see ``sysred._checks.MARGIN``).
+    OrderError, HSVTieError
+        ``order`` out of range or degenerate (see ``strict``), or neither/both of
+        ``order`` and ``tol`` given.
+
+    Examples
+    --------
+    >>> import numpy as np, sysred
+    >>> d = np.array([1.0, 2.0, 5.0, 10.0])
+    >>> G = sysred.DiagonalStateSpace(-d, np.ones((4, 1)), np.ones((1, 4)))
+    >>> res = sysred.balanced_truncation(G, order=2)
+    >>> res.system.n, bool(res.bound >= sysred.hinf_norm(G, res.system))
+    (2, True)
+    """
+    if (order is None) == (tol is None):
+        raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
+    if method not in ("sqrt", "bfsr"):
+        raise ValueError(f"method must be 'sqrt' or 'bfsr', got {method!r}")
+    require_stable(sys, "balanced truncation")
+    R, S, path = gramian_factors(sys, backend)
+    U, hsv, Vh = np.linalg.svd(_ct(S) @ R)  # (..., n, n), (..., n), (..., n, n)
+    if tol is not None:
+        if not tol >= 0:
+            raise OrderError(f"tol must be a non-negative number, got {tol!r}")
+        order = _order_from_tol(hsv, float(tol))
+    order = _check_order(hsv, order, strict)
+    Ur, Vr = U[..., :, :order], _ct(Vh)[..., :, :order]  # (..., n, r)
+    if method == "sqrt":
+        scale = 1.0 / np.sqrt(np.maximum(hsv[..., None, :order], np.finfo(float).tiny))
+        T = (R @ Vr) * scale  # (..., n, r)
+        W = (S @ Ur) * scale  # (..., n, r)
+    else:
+        T = np.linalg.qr(R @ Vr)[0]  # (..., n, r)
+        Y = np.linalg.qr(S @ Ur)[0]  # (..., n, r)
+        W = Y @ _ct(np.linalg.inv(_ct(Y) @ T))  # W^H = (Y^H T)^{-1} Y^H
+    if isinstance(sys, DiagonalStateSpace):
+        AT = sys.poles[..., :, None] * T  # (..., n, r)
+    else:
+        AT = sys.A @ T
+    reduced = StateSpace(_ct(W) @ AT, _ct(W) @ sys.B, sys.C @ T, sys.D, sys.dt)
+    return BTResult(reduced, hsv, tail_bound(hsv, order), order, method, path, T, W)
