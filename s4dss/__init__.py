@@ -1,22 +1,36 @@
 """s4dss: S4 models with Diagonal State Space (DSS) layers, compressed through ``sysred``.
 
-Public API: :class:`DSS`, :class:`DSSKernel`, :class:`S4Model`, :func:`param_groups`, and the
-initialisations in :mod:`s4dss.dss`.
+Public API:
+
+- layers and models: :class:`DSS`, :class:`DSSKernel`, :class:`S4Model`, :func:`param_groups`,
+  the initialisations :func:`skew_hippo`, :func:`s4d_lin`, :func:`s4d_inv`, :func:`random_init`;
+- adapters: :func:`to_system` (layer -> batched ``sysred.DiagonalStateSpace``),
+  :func:`from_system` (system -> :class:`DSSParams`);
+- compression: :func:`reduce` (model -> reduced copy with a :class:`ReductionReport`).
 """
 
+from s4dss.adapters import DSSParams, from_system, to_system
 from s4dss.dss import DSS, INITS, DSSKernel, causal_conv, random_init, s4d_inv, s4d_lin, skew_hippo
 from s4dss.model import S4Model, S4State, param_groups
+from s4dss.reduce import LayerReport, ReductionReport, dss_layers, reduce
 
 __all__ = [
     "DSS",
     "DSSKernel",
+    "DSSParams",
     "INITS",
+    "LayerReport",
+    "ReductionReport",
     "S4Model",
     "S4State",
     "causal_conv",
+    "dss_layers",
+    "from_system",
     "param_groups",
     "random_init",
+    "reduce",
     "s4d_inv",
     "s4d_lin",
     "skew_hippo",
+    "to_system",
 ]
