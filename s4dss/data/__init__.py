@@ -7,7 +7,8 @@ Use :func:`get_task`::
 
 Tasks: ``listops`` (real ``listops-1000``), ``listops-synth`` (generated, written in the release
 format then read back), ``pathfinder`` (real ``pathfinder32``), ``pathfinder-synth``
-(generated), ``cifar``, ``imdb``, ``aan`` and ``digits`` (built in, no download).
+(generated), ``cifar``, ``imdb``, ``aan``, ``digits`` (built in, no download) and
+``majority`` (an easy in-memory synthetic task for smoke tests).
 """
 
 from __future__ import annotations

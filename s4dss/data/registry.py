@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from s4dss.data import aan, cifar, digits, imdb, listops, pathfinder
+from s4dss.data import aan, cifar, digits, imdb, listops, pathfinder, synthetic
 from s4dss.data.common import TaskData
 
 GENERATOR_RECORD = "generator.json"
@@ -108,6 +108,7 @@ TASKS: dict[str, Callable[..., TaskData]] = {
     "imdb": lambda data_dir=None, **kw: imdb.load(_need_dir("imdb", data_dir), **kw),
     "aan": lambda data_dir=None, **kw: aan.load(_need_dir("aan", data_dir), **kw),
     "digits": lambda **kw: digits.load(**kw),
+    "majority": lambda **kw: synthetic.load(**kw),
 }
 
 
