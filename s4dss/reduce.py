@@ -102,12 +102,17 @@ def _n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _layer_map(layer: DSS, L: int) -> np.ndarray:
+def layer_map(layer: DSS, L: int) -> np.ndarray:
     """The layer's linear map before the activation as a kernel: ``K + D delta``, ``(H, L)``."""
     with torch.no_grad():
         K = layer.kernel(L).double()  # (H L)
         K[:, 0] += layer.D.double()
     return K.numpy()
+
+
+def kernel_errors(layer: DSS, other: DSS, L: int) -> np.ndarray:
+    """Per-channel 2-norm of the difference of two layers' maps over ``L`` taps, ``(H,)``."""
+    return np.linalg.norm(layer_map(layer, L) - layer_map(other, L), axis=-1)
 
 
 def _truncate(system, method: str, rank, tol, strict: bool, horizon):
@@ -238,7 +243,6 @@ def reduce(
         with torch.no_grad():
             new.D.copy_(params.skip)
         new._step_params = None  # the copied step cache belongs to the old kernel
-        before, after = _layer_map(layer, L), _layer_map(new, L)  # (H L)
         report.layers.append(
             LayerReport(
                 name,
@@ -246,8 +250,8 @@ def reduce(
                 new.N,
                 getattr(result, "hsv", None),
                 getattr(result, "bound", None),
-                np.linalg.norm(before - after, axis=-1),
-                np.linalg.norm(before, axis=-1),
+                kernel_errors(layer, new, L),
+                np.linalg.norm(layer_map(layer, L), axis=-1),
                 params.cond,
                 _n_params(layer),
                 _n_params(new),
