@@ -1,8 +1,55 @@
-"""Command-line entry point: ``python -m s4dss {demo,train,reduce,evaluate} ...``."""
+"""Command-line entry point: ``python -m s4dss {demo,train,evaluate,reduce} ...``.
+
+Examples::
+
+    python -m s4dss train --config configs/listops-cpu.yaml train.epochs=2
+    python -m s4dss train --run-dir runs/listops-cpu --resume
+    torchrun --nproc_per_node 2 -m s4dss train --config configs/digits-smoke.yaml
+    python -m s4dss evaluate runs/listops-cpu/best.pt --split test
+    python -m s4dss reduce runs/listops-cpu/best.pt --rank 8 --out runs/listops-cpu/r8.pt
+    python -m s4dss train --config configs/listops-cpu.yaml run.init_from=runs/listops-cpu/r8.pt
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _add_train(verbs) -> None:
+    p = verbs.add_parser("train", help="train a model on an LRA task (config file + overrides)")
+    p.add_argument("--config", type=Path, help="YAML run config (see configs/)")
+    p.add_argument("--run-dir", type=Path, help="run directory (overrides run.dir)")
+    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+    p.add_argument(
+        "overrides", nargs="*", metavar="section.key=value", help="config overrides (YAML values)"
+    )
+
+
+def _add_evaluate(verbs) -> None:
+    p = verbs.add_parser("evaluate", help="evaluate a (trained or reduced) checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", type=Path, help="also write the result as JSON here")
+    p.add_argument("overrides", nargs="*", metavar="task.key=value", help="task overrides")
+
+
+def _add_reduce(verbs) -> None:
+    p = verbs.add_parser("reduce", help="balanced truncation of every DSS layer of a checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--rank", type=int, help="reduced state dimension r of every layer")
+    p.add_argument("--tol", type=float, help="instead of --rank: per-layer error bound")
+    p.add_argument("--method", choices=("bt", "modal"), default="bt")
+    p.add_argument("--L", type=int, help="kernel length (default: the task's sequence length)")
+    p.add_argument("--out", type=Path, required=True, help="reduced checkpoint to write")
+    p.add_argument("--report", type=Path, help="JSON report (default: <out>.json)")
+    p.add_argument(
+        "--evaluate", action="store_true", help="also measure val/test accuracy before/after"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -10,10 +57,224 @@ def main(argv: list[str] | None = None) -> int:
     verbs = parser.add_subparsers(dest="verb", required=True)
     demo = verbs.add_parser("demo", help="build a small S4/DSS model, reduce it, print a report")
     demo.add_argument("--seed", type=int, default=0)
+    _add_train(verbs)
+    _add_evaluate(verbs)
+    _add_reduce(verbs)
     args = parser.parse_args(argv)
     if args.verb == "demo":
         from s4dss.demo import run
 
         return run(seed=args.seed)
-    parser.error(f"unknown verb {args.verb!r}")
-    return 2
+    from s4dss.checkpoint import CheckpointError
+    from s4dss.config import ConfigError
+    from s4dss.data import DataError
+
+    try:
+        if args.verb == "train":
+            return cmd_train(args)
+        if args.verb == "evaluate":
+            return cmd_evaluate(args)
+        return cmd_reduce(args)
+    except (ConfigError, CheckpointError, DataError) as e:
+        # user errors: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def _init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (gloo: CPU)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _load_task(task_cfg: dict, rank: int, world: int):
+    """Rank 0 builds (and maybe generates) the data first; the others then read it."""
+    import torch.distributed as dist
+
+    from s4dss.data import get_task
+
+    cfg = dict(task_cfg)
+    name = cfg.pop("name")
+    task = get_task(name, **cfg) if rank == 0 else None
+    if world > 1:
+        dist.barrier()
+    return task if task is not None else get_task(name, **cfg)
+
+
+def cmd_train(args) -> int:
+    """``train``: resolve the config, build task and model, run :func:`s4dss.train.train`."""
+    import torch.distributed as dist
+
+    from s4dss.checkpoint import load_checkpoint, load_model_state
+    from s4dss.config import ConfigError, load_config, read_yaml, save_config
+    from s4dss.train import build_model, seed_everything, train
+
+    overrides = list(args.overrides)
+    if args.run_dir is not None:
+        overrides.append(f"run.dir={args.run_dir}")
+    config_path = args.config
+    if args.resume and config_path is None:
+        run_dir = args.run_dir
+        if run_dir is None:
+            raise ConfigError("--resume needs --run-dir (or --config naming run.dir)")
+        config_path = Path(run_dir) / "config.yaml"
+    cfg = load_config(config_path, overrides)
+    if not cfg["run"].get("dir"):
+        raise ConfigError("set run.dir in the config or pass --run-dir")
+    run_dir = Path(cfg["run"]["dir"])
+    if not args.resume and (run_dir / "last.pt").exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
+            "another --run-dir"
+        )
+    if args.resume and config_path != run_dir / "config.yaml":
+        saved = run_dir / "config.yaml"
+        if saved.is_file():
+            read_yaml(saved)  # a malformed saved config is reported before anything runs
+    rank, world = _init_distributed()
+    try:
+        seed_everything(int(cfg["train"]["seed"]))
+        task = _load_task(cfg["task"], rank, world)
+        init_from = cfg["run"].get("init_from")
+        if init_from:
+            # start from another run's weights (e.g. a reduced model): its architecture wins
+            ck = load_checkpoint(init_from)
+            from s4dss.model import S4Model
+
+            model = S4Model(**ck["model_config"])
+            load_model_state(model, ck["model_state"], source=str(init_from))
+        else:
+            model = build_model(cfg["model"], task)
+        if rank == 0:
+            save_config(cfg, run_dir / "config.yaml")
+        summary = train(
+            model,
+            task,
+            cfg["train"],
+            run_dir,
+            resume=args.resume,
+            run_config=cfg,
+        )
+        if rank == 0:
+            print(json.dumps(summary))
+        return 0 if summary["status"] == "finished" else 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------- evaluate
+
+
+def _model_from_checkpoint(path: Path):
+    from s4dss.checkpoint import load_checkpoint, load_model_state
+    from s4dss.model import S4Model
+
+    ck = load_checkpoint(path)
+    model = S4Model(**ck["model_config"])
+    load_model_state(model, ck["model_state"], source=str(path))
+    return ck, model
+
+
+def _task_from_config(cfg: dict, overrides: list[str]):
+    from s4dss.config import merge, parse_overrides
+    from s4dss.data import get_task
+
+    cfg = merge(cfg, parse_overrides(overrides), where="command line")
+    task_cfg = dict(cfg["task"])
+    return get_task(task_cfg.pop("name"), **task_cfg)
+
+
+def cmd_evaluate(args) -> int:
+    """``evaluate``: loss and accuracy of a checkpoint on one split of its task."""
+    from s4dss.train import evaluate
+
+    ck, model = _model_from_checkpoint(args.checkpoint)
+    task = _task_from_config(ck["config"], args.overrides)
+    data = {"train": task.train, "val": task.val, "test": task.test}[args.split]
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "split": args.split,
+        **evaluate(model, data, task.collate, args.batch_size),
+    }
+    print(json.dumps(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- reduce
+
+
+def _jsonable(x):
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def cmd_reduce(args) -> int:
+    """``reduce``: checkpoint -> ``s4dss.reduce`` -> reduced checkpoint + JSON report."""
+    import dataclasses
+
+    import s4dss
+    from s4dss.checkpoint import save_checkpoint
+    from s4dss.config import ConfigError
+    from s4dss.train import evaluate
+
+    if (args.rank is None) == (args.tol is None):
+        raise ConfigError("give exactly one of --rank and --tol")
+    ck, model = _model_from_checkpoint(args.checkpoint)
+    L = args.L or int((ck.get("task") or {}).get("seq_len") or 1024)
+    reduced = s4dss.reduce(model, rank=args.rank, tol=args.tol, method=args.method, L=L)
+    rep = reduced.reduction_report
+    reduction = {
+        "source": str(args.checkpoint),
+        "rank": args.rank,
+        "tol": args.tol,
+        "method": args.method,
+        "L": L,
+    }
+    save_checkpoint(
+        args.out,
+        {
+            "model_config": reduced.config,
+            "model_state": reduced.state_dict(),
+            "config": ck["config"],
+            "task": ck.get("task"),
+            "reduction": reduction,
+        },
+        kind="reduced",
+    )
+    report = {
+        **reduction,
+        "out": str(args.out),
+        "params_before": rep.params_before,
+        "params_after": rep.params_after,
+        "layers": [
+            {f.name: _jsonable(getattr(layer, f.name)) for f in dataclasses.fields(layer)}
+            for layer in rep.layers
+        ],
+    }
+    if args.evaluate:
+        task = _task_from_config(ck["config"], [])
+        for split in ("val", "test"):
+            data = getattr(task, split)
+            report[f"{split}_before"] = evaluate(model, data, task.collate)
+            report[f"{split}_after"] = evaluate(reduced, data, task.collate)
+    report_path = args.report or args.out.with_name(args.out.name + ".json")
+    report_path.write_text(json.dumps(report, indent=1) + "\n")
+    print(str(rep))
+    print(f"wrote {args.out} and {report_path}")
+    return 0

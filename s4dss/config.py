@@ -5,7 +5,7 @@ A config has four sections::
     task:  {name: listops-synth, data_dir: ..., <loader/generator options>}
     model: {name: s4, d_model: ..., <S4Model options>}
     train: {epochs: ..., batch_size: ..., lr: ..., ...}   # see s4dss.train.TrainConfig
-    run:   {dir: runs/<name>}
+    run:   {dir: runs/<name>, init_from: <checkpoint to start from, optional>}
 
 Overrides are ``section.key=value`` strings; the value is parsed as YAML, so ``train.lr=1e-3``
 gives a float and ``model.d_state=[16,8]`` a list. ``train`` and ``run`` keys must already exist
@@ -37,7 +37,7 @@ def defaults() -> dict:
         "task": {"name": None},
         "model": {"name": "s4"},
         "train": asdict(TrainConfig()),
-        "run": {"dir": None},
+        "run": {"dir": None, "init_from": None},
     }
 
 

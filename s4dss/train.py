@@ -380,6 +380,7 @@ def train(
                     desc=f"epoch {epoch + 1}/{cfg.epochs}",
                     file=sys.stderr,
                     dynamic_ncols=True,
+                    mininterval=1.0,  # redraws cost time and flood non-terminal logs
                 )
             while step_in_epoch < steps_per_epoch:
                 if cfg.max_steps is not None and global_step >= cfg.max_steps:
@@ -461,3 +462,28 @@ def train(
             tmp.write_text(json.dumps(summary, indent=1) + "\n")
             tmp.replace(run_dir / "summary.json")
     return summary
+
+
+def build_model(model_cfg: dict, task: TaskData) -> nn.Module:
+    """Build the model a config describes, sized for ``task``.
+
+    ``model_cfg["name"]`` is ``"s4"`` (:class:`s4dss.S4Model`); the remaining keys are its
+    constructor arguments. ``d_output`` and ``vocab_size``/``d_input`` come from the task.
+    """
+    cfg = dict(model_cfg)
+    name = cfg.pop("name", "s4")
+    if name != "s4":
+        raise ValueError(f"unknown model.name {name!r}; available: 's4'")
+    from s4dss.model import S4Model
+
+    for key in ("d_output", "vocab_size", "d_input"):
+        if key in cfg:
+            raise ValueError(f"model.{key} is set from the task; remove it from the config")
+    if task.vocab_size is not None:
+        cfg["vocab_size"] = task.vocab_size
+    else:
+        cfg["d_input"] = task.d_input
+    try:
+        return S4Model(d_output=task.n_classes, **cfg)
+    except TypeError as e:
+        raise TypeError(f"model section: {e}") from None
