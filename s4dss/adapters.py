@@ -43,14 +43,14 @@ def _kernel_of(layer: DSS | DSSKernel) -> DSSKernel:
     raise TypeError(f"expected an s4dss.DSS layer or DSSKernel, got {type(layer).__name__}")
 
 
-def _check_finite(kernel: DSSKernel, where: str = "") -> None:
+def _check_finite(kernel: DSSKernel) -> None:
     """A clear error naming the parameter and channels, before any NaN reaches sysred."""
     for name, p in kernel.named_parameters():
         bad = ~torch.isfinite(p.detach())
         if bad.any():
             where_bad = torch.nonzero(bad)[:4].tolist()
             raise sysred.NonFiniteError(
-                f"{where}DSS parameter {name} has {int(bad.sum())} non-finite entries (e.g. at "
+                f"DSS parameter {name} has {int(bad.sum())} non-finite entries (e.g. at "
                 f"{where_bad}; shape {tuple(p.shape)}): the layer has no valid kernel"
             )
 

@@ -262,7 +262,7 @@ class DSSKernel(nn.Module):
         r"""The kernel :math:`K`, ``(H, L)`` real in ``kernel_dtype`` (module docstring)."""
         L = _check_length(L, "kernel length")
         Lambda, x, W = self._x()  # (H N)
-        k = torch.arange(L, dtype=self.kernel_dtype)  # (L)
+        k = torch.arange(L, dtype=self.kernel_dtype, device=x.device)  # (L)
         if self.mode == "exp":
             coef = W * torch.expm1(x) / Lambda  # (H N)
             return torch.einsum("hn,hnl->hl", coef, (x[..., None] * k).exp()).real  # (H L)
@@ -376,7 +376,7 @@ class DSS(nn.Module):
     def initial_state(self, batch_size: int) -> torch.Tensor:
         """Zero state ``(B, H, N)`` complex: ``O(H N)`` memory per sequence."""
         dtype = torch.complex128 if self.kernel.kernel_dtype == torch.float64 else torch.complex64
-        return torch.zeros(batch_size, self.H, self.N, dtype=dtype)
+        return torch.zeros(batch_size, self.H, self.N, dtype=dtype, device=self.D.device)
 
     def step(self, u: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Recurrent mode, one time step: :math:`s_t = a s_{t-1} + b u_t`,

@@ -23,7 +23,7 @@ from torch import nn
 
 import sysred
 from s4dss.adapters import from_system, to_system
-from s4dss.dss import DSS, DSSKernel
+from s4dss.dss import DSS
 
 METHODS = ("bt", "modal")
 
@@ -234,28 +234,28 @@ def reduce(
             result = _truncate(system, method, rank, tol, strict, horizon)
         except sysred.SysredError as err:
             raise type(err)(f"layer {name!r}: {err}") from err
-        params = from_system(result.system, layer.kernel.log_dt, layer.kernel.mode, L, layer.D)
         old = layer.kernel
-        new.kernel = DSSKernel.from_params(
-            params.Lambda, params.W, params.log_dt, old.mode, old.optim["lr"],
-            old.kernel_dtype, old.Lambda_im.dtype,
-        )  # fmt: skip
+        params = from_system(result.system, old.log_dt, old.mode, L, layer.D)
+        new.kernel = params.kernel(
+            old.mode, lr=old.optim["lr"], kernel_dtype=old.kernel_dtype,
+            param_dtype=old.Lambda_im.dtype,
+        ).to(layer.D.device)  # fmt: skip
         with torch.no_grad():
             new.D.copy_(params.skip)
         new._step_params = None  # the copied step cache belongs to the old kernel
         report.layers.append(
             LayerReport(
-                name,
-                layer.N,
-                new.N,
-                getattr(result, "hsv", None),
-                getattr(result, "bound", None),
-                kernel_errors(layer, new, L),
-                np.linalg.norm(layer_map(layer, L), axis=-1),
-                params.cond,
-                _n_params(layer),
-                _n_params(new),
-            )  # fmt: skip
+                name=name,
+                n=layer.N,
+                order=new.N,
+                hsv=getattr(result, "hsv", None),
+                bound=getattr(result, "bound", None),
+                kernel_error=kernel_errors(layer, new, L),
+                kernel_norm=np.linalg.norm(layer_map(layer, L), axis=-1),
+                cond=params.cond,
+                params_before=_n_params(layer),
+                params_after=_n_params(new),
+            )
         )
     config = getattr(reduced, "config", None)
     if isinstance(config, dict) and "d_state" in config:
