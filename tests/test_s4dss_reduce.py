@@ -110,16 +110,30 @@ def test_reduce_with_tol_meets_it(tol):
     assert reduced.config["d_state"] == [r.order for r in reduced.reduction_report.layers]
 
 
-def test_original_untouched_and_step_mode_of_reduced_model():
-    model = small_model(seed=4)
+def test_full_rank_exact_when_poles_alias():
+    # Delta * Im(lambda) up to 0.37 * 5 pi > pi: the principal log gives other lambdas (and so
+    # other W), but the same discrete kernel, so the map must not change.
+    model = small_model(dtype=torch.float64, seed=6, init="s4d-lin", dt_min=0.37, dt_max=0.37)
+    kernel = model.layers[0].kernel
+    assert (kernel.Lambda().imag.abs() * kernel.log_dt.exp()[:, None]).max() > torch.pi
+    reduced = reduce(model, rank=6, L=60)
+    assert not torch.allclose(reduced.layers[0].kernel.Lambda().imag.abs().max(),
+                              kernel.Lambda().imag.abs().max())  # fmt: skip
+    x = torch.randn(3, 60, 2, dtype=torch.float64)
+    assert (reduced(x) - model(x)).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("mode", ["exp", "softmax"])
+def test_original_untouched_and_step_mode_of_reduced_model(mode):
+    model = small_model(mode, seed=4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.setup_step()
+    model.setup_step(30)
     reduced = reduce(model, rank=3, L=30)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert model.layers[0].N == 6
     x = torch.randn(2, 30, 2)
-    reduced.setup_step()
+    reduced.setup_step(30)
     state = reduced.initial_state(2)
     assert [s.shape[-1] for s in state.layers] == [3, 3]
     for t in range(30):
