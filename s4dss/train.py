@@ -404,28 +404,32 @@ def train(
                 step_in_epoch += 1
                 global_step += 1
                 steps_this_process += 1
-                local_loss = float(loss.detach()) / world
+                if cfg.interrupt_after_steps and steps_this_process == cfg.interrupt_after_steps:
+                    stop.requested = True
+                # one all-reduce per step: the global batch loss for the log, and the stop flag
+                # (every rank must stop at the same step)
+                shared = torch.tensor(
+                    [float(loss.detach()) / world, float(stop.requested)], dtype=torch.float64
+                )
+                if world > 1:
+                    dist.all_reduce(shared)
+                step_loss = float(shared[0])
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{local_loss:.4f}")
+                    bar.set_postfix(loss=f"{step_loss:.4f}")
                 if global_step % cfg.log_every == 0:
                     metrics.write(
                         {
                             "event": "train",
                             "epoch": epoch,
                             "step": global_step,
-                            "loss": local_loss,
-                            "acc": float((logits.argmax(-1) == y).float().mean()),
+                            "loss": step_loss,  # mean over the global batch
+                            "acc": float((logits.argmax(-1) == y).float().mean()),  # rank 0
                             "grad_norm": gnorm,
                             "lr": [g["lr"] for g in opt.param_groups],
                         }
                     )
-                if cfg.interrupt_after_steps and steps_this_process == cfg.interrupt_after_steps:
-                    stop.requested = True
-                flag = torch.tensor([float(stop.requested)])
-                if world > 1:  # every rank must stop at the same step
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                if flag.item():
+                if shared[1] > 0:
                     status = "interrupted"
                     break
             if bar is not None:
