@@ -88,8 +88,9 @@ def _order_from_tol(hsv, tol):
     n = hsv.shape[-1]
     flat = hsv.reshape(-1, n)
     rank = int(np.max(np.sum(flat > _noise_floor(flat), axis=-1)))
+    tied = _tied(flat) & (flat[:, :-1] > _noise_floor(flat))  # (batch, n-1)
     for r in range(0, n + 1):
-        if r > 0 and np.any(_tied(flat)[:, r - 1] & (flat[:, r - 1] > _noise_floor(flat)[:, 0])):
+        if 0 < r < n and np.any(tied[:, r - 1]):
             continue
         if r >= rank or np.all(tail_bound(flat, r) <= tol):
             return max(min(r, rank), 1)

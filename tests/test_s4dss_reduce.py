@@ -98,10 +98,7 @@ def test_reduced_kernel_errors_below_bound(mode):
 # With tol = 1e-9 only the full order meets it, so sysred's order search reaches r = n, where
 # sysred._order_from_tol indexes _tied(...)[:, n - 1] out of range. Strict xfail: once sysred is
 # fixed this turns into a failure, and the marker should go.
-SYSRED_TOL_BUG = pytest.mark.xfail(raises=IndexError, strict=True, reason="sysred order search")
-
-
-@pytest.mark.parametrize("tol", [1.5, pytest.param(1e-9, marks=SYSRED_TOL_BUG)])
+@pytest.mark.parametrize("tol", [1.5, 1e-9])
 def test_reduce_with_tol_meets_it(tol):
     model = small_model(seed=3, d_state=8)
     reduced = reduce(model, tol=tol, L=100)
