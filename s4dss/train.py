@@ -25,6 +25,7 @@ import math
 import random
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -369,6 +370,7 @@ def train(
     with _StopFlag() as stop:
         while epoch < cfg.epochs and (cfg.max_steps is None or global_step < cfg.max_steps):
             ddp_model.train()
+            t_epoch = time.perf_counter()
             order = _epoch_order(n_train, cfg.seed, epoch)
             bar = None
             if cfg.progress and rank == 0:
@@ -440,7 +442,12 @@ def train(
                 break
             if step_in_epoch < steps_per_epoch:  # max_steps reached mid-epoch
                 break
+            # wall-clock figures go in "*_seconds" keys; everything else is reproducible
+            train_seconds = time.perf_counter() - t_epoch
+            t_eval = time.perf_counter()
             val = evaluate(model, task.val, task.collate, cfg.eval_batch_size)
+            val["eval_seconds"] = time.perf_counter() - t_eval
+            val["train_seconds"] = train_seconds  # of this process's part of the epoch
             if cfg.schedule == "plateau":
                 sched.step(val["loss"])
             improved = val["acc"] > best["val_acc"]

@@ -56,7 +56,12 @@ def run_cli(args, **kw):
 
 def records(run_dir: Path):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["event"] in ("train", "val", "test")]
+    # wall-clock "*_seconds" fields are the only non-reproducible entries
+    return [
+        {k: v for k, v in r.items() if not k.endswith("_seconds")}
+        for r in map(json.loads, lines)
+        if r["event"] in ("train", "val", "test")
+    ]
 
 
 def same_state(a: Path, b: Path) -> bool:
