@@ -114,8 +114,8 @@ def cmd_train(args) -> int:
     import torch.distributed as dist
 
     from s4dss.checkpoint import load_checkpoint, load_model_state
-    from s4dss.config import ConfigError, load_config, read_yaml, save_config
-    from s4dss.train import build_model, seed_everything, train
+    from s4dss.config import ConfigError, diff, load_config, read_yaml, save_config
+    from s4dss.train import RESUME_SAFE, TrainConfig, build_model, seed_everything, train
 
     overrides = list(args.overrides)
     if args.run_dir is not None:
@@ -139,12 +139,33 @@ def cmd_train(args) -> int:
         saved = run_dir / "config.yaml"
         if saved.is_file():
             read_yaml(saved)  # a malformed saved config is reported before anything runs
+    try:
+        TrainConfig(**cfg["train"])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"train section: {e}") from None
+    if args.resume:
+        # compare before anything is written: a refused resume must leave the run dir intact
+        last = load_checkpoint(run_dir / "last.pt", kind="train")
+        changed = diff(last["config"], cfg, ignore=RESUME_SAFE)
+        if changed:
+            raise ConfigError(
+                f"cannot resume {run_dir}: the config differs from its checkpoint's in "
+                + "; ".join(changed)
+            )
     rank, world = _init_distributed()
     try:
         seed_everything(int(cfg["train"]["seed"]))
-        task = _load_task(cfg["task"], rank, world)
+        try:
+            task = _load_task(cfg["task"], rank, world)
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"task section: {e}") from None
         init_from = cfg["run"].get("init_from")
-        if init_from:
+        if args.resume:
+            # the checkpoint knows its architecture; its weights are loaded by train()
+            from s4dss.model import S4Model
+
+            model = S4Model(**last["model_config"])
+        elif init_from:
             # start from another run's weights (e.g. a reduced model): its architecture wins
             ck = load_checkpoint(init_from)
             from s4dss.model import S4Model
@@ -152,7 +173,10 @@ def cmd_train(args) -> int:
             model = S4Model(**ck["model_config"])
             load_model_state(model, ck["model_state"], source=str(init_from))
         else:
-            model = build_model(cfg["model"], task)
+            try:
+                model = build_model(cfg["model"], task)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"model section: {e}") from None
         if rank == 0:
             save_config(cfg, run_dir / "config.yaml")
         summary = train(

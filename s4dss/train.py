@@ -46,7 +46,7 @@ from s4dss.data.common import TaskData
 
 SCHEDULES = ("cosine", "plateau", "constant")
 # keys that may change between an interrupted run and its resumption without changing results
-RESUME_SAFE = ("train.progress", "train.log_every", "train.interrupt_after_steps")
+RESUME_SAFE = ("train.progress", "train.log_every", "train.interrupt_after_steps", "run.dir")
 
 
 @dataclass

@@ -156,6 +156,33 @@ def test_overrides_and_clear_errors(tmp_path, reference, capsys):
     assert "truncated or corrupt" in capsys.readouterr().err
     assert main(["reduce", str(reference / "last.pt"), "--out", str(tmp_path / "o.pt")]) == 2
     assert "--rank" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(reference), "--resume", "train.lr=0.5"]) == 2
+    assert "train.lr" in capsys.readouterr().err
+    assert yaml.safe_load((reference / "config.yaml").read_text())["train"]["lr"] == 0.01
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(cfg),
+                "--run-dir",
+                str(tmp_path / "y"),
+                "train.schedule=linear",
+            ]
+        )
+        == 2
+    )
+    assert "schedule" in capsys.readouterr().err
+    assert (
+        main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "y"), "model.d_sate=3"])
+        == 2
+    )
+    assert "d_sate" in capsys.readouterr().err
+    assert (
+        main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "y"), "task.name=listopz"])
+        == 2
+    )
+    assert "known tasks" in capsys.readouterr().err
     # overrides reach the run: two epochs, a different lr, recorded in the saved config
     run = tmp_path / "ov"
     assert (
