@@ -146,14 +146,24 @@ def test_write_release_and_load_roundtrip(tmp_path):
 
 
 def test_reads_release_fixture(tmp_path):
-    # a file in exactly the format of listops-1000 (as the LRA release writes it)
-    (tmp_path / "basic_train.tsv").write_text(
-        "Source\tTarget\n"
-        "( ( ( ( [MAX 2 ) 9 ) ( ( [MIN 4 ) 7 ) ] ) ) ] )\t9\n"
-        "( ( ( [SM 5 ) 8 ) ] )\t3\n"
-    )
-    for split in ("val", "test"):
-        (tmp_path / f"basic_{split}.tsv").write_text("Source\tTarget\n( ( ( [MED 1 ) 4 ) ] )\t2\n")
+    # written exactly as the LRA script writes listops-1000: csv.writer with a tab delimiter,
+    # hence CRLF line ends
+    import csv
+
+    rows = {
+        "train": [
+            ["( ( ( ( [MAX 2 ) 9 ) ( ( [MIN 4 ) 7 ) ] ) ) ] )", 9],
+            ["( ( ( [SM 5 ) 8 ) ] )", 3],
+        ],
+        "val": [["( ( ( [MED 1 ) 4 ) ] )", 2]],
+        "test": [["( ( ( [MED 1 ) 4 ) ] )", 2]],
+    }
+    for split, data in rows.items():
+        with open(tmp_path / f"basic_{split}.tsv", "w", newline="") as f:
+            writer = csv.writer(f, delimiter="\t")
+            writer.writerow(["Source", "Target"])
+            writer.writerows(data)
+    assert b"\r\n" in (tmp_path / "basic_train.tsv").read_bytes()
     task = listops.load(tmp_path)
     x, y = task.train[0]
     ids = listops.TOKEN_IDS
