@@ -1,0 +1,413 @@
+#!/usr/bin/env python
+"""Speed benchmark: sysred's batched balanced truncation of S4D-Lin-like diagonal systems
+against python-control/slycot (``ab09ad``) and pyMOR (``BTReductor``), looping over systems.
+
+Systems (reference.md section 2): H channels, N complex states, discrete time,
+
+    l_n = -1/2 + i pi n (n = 0..N-1),  Delta_h log-uniform in [1e-3, 1e-1],
+    a = exp(Delta l),  b = (exp(Delta l) - 1) / l,  C = c * a (elementwise),
+
+reduced to r = 16 complex states (= 32 real states of the realisation).
+
+* ``full``: c random complex Gaussian (slowly decaying HSVs).
+* ``decaying``: c_n = z_n exp(-2 n), z_n random complex Gaussian: the channel's energy falls
+  off geometrically with the mode frequency pi n Delta, i.e. a smooth (analytic) kernel, the
+  spectral bias of trained kernels. The script prints the measured HSV decay
+  (sigma_{N/4+1} / sigma_1 < 1e-12 in every channel). At r = 16 some kept HSVs are at rounding
+  level, so sysred is called with ``strict=False`` in this case (the warnings are counted).
+
+Methods, all timed in the same run on the same systems:
+
+* sysred: one batched call ``sysred.balanced_truncation(G, order=r)`` on the complex diagonal
+  batch (the time includes the reduced systems, not only the HSVs);
+* slycot: ``ab09ad(dico='D', job='B', equil='N')`` on ``sysred.realify(G[h])`` for each h
+  (python-control's ``balanced_reduction`` hard-codes continuous time, so ``ab09ad`` is called
+  directly, with a generous ``ldwork``), order 2r;
+* pyMOR: ``BTReductor(LTIModel.from_matrices(A, B, C, sampling_time=1)).reduce(2r)`` on the
+  real realisation (pyMOR is real-only) for each h; the HSVs come from ``fom.hsv()`` (cached
+  by the reduction). By default pyMOR runs on a subset of the channels and its time is scaled
+  linearly to H (printed in the table).
+
+BLAS is pinned to ``--threads`` threads (default 1): ``OPENBLAS_NUM_THREADS`` & co. are set
+before numpy is imported and ``threadpoolctl.threadpool_limits`` is applied around all timings.
+
+Usage::
+
+    python benchmarks/sysred_speed.py            # full run (~2-3 min on 2 cores), writes
+                                                 # benchmarks/results/sysred_speed.{txt,png}
+    python benchmarks/sysred_speed.py --quick    # smoke test, seconds, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run; writes no results")
+    p.add_argument("-H", "--channels", type=int, default=256, help="batch size H (default 256)")
+    p.add_argument("-N", "--states", type=int, default=64, help="states per channel (default 64)")
+    p.add_argument("-r", "--order", type=int, default=16, help="reduced order (default 16)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats of the sysred call")
+    p.add_argument("--loop-repeats", type=int, default=3, help="repeats of the slycot/pyMOR loops")
+    p.add_argument(
+        "--pymor-systems", type=int, default=32, help="channels pyMOR loops over (time scaled)"
+    )
+    p.add_argument("--sweep", default="16,32,64,128,256", help="N values of the sysred sweep")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--bt-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra keyword for sysred.balanced_truncation (e.g. accuracy=high); repeatable",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for sysred_speed.{txt,png} (default benchmarks/results; --quick: none)",
+    )
+    return p.parse_args(argv)
+
+
+ARGS = _parse_args() if __name__ == "__main__" else _parse_args([])
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)
+
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+import sysred  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DECAY_RATE = 2.0  # decaying case: |c_n| ~ exp(-DECAY_RATE * n)
+
+
+class Tee:
+    """Print and keep the lines, to save the tables."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, *parts):
+        line = " ".join(str(p) for p in parts)
+        print(line, flush=True)
+        self.lines.append(line)
+
+
+out = Tee()
+
+
+# ---------------------------------------------------------------------------------------------
+# systems
+
+
+def s4d_lin_batch(rng, H, N, case):
+    """(poles a, b, c) of H S4D-Lin-like channels, each (H, N) complex; C = c * a."""
+    ell = -0.5 + 1j * np.pi * np.arange(N)
+    delta = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), H))
+    a = np.exp(delta[:, None] * ell)
+    b = (a - 1.0) / ell
+    c = rng.standard_normal((H, N)) + 1j * rng.standard_normal((H, N))
+    if case == "decaying":
+        c = c * np.exp(-DECAY_RATE * np.arange(N))
+    elif case != "full":
+        raise ValueError(case)
+    return a, b, c
+
+
+def make_system(a, b, c):
+    return sysred.DiagonalStateSpace(a, b[..., None], (c * a)[..., None, :], dt=1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the three reductors
+
+
+def bt_kwargs():
+    kw = {}
+    for item in ARGS.bt_option:
+        key, _, value = item.partition("=")
+        kw[key] = value
+    return kw
+
+
+def run_sysred(G, r, strict=True):
+    """One batched call; returns (hsv (H, N), path, number of warnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sysred.balanced_truncation(G, order=r, strict=strict, **bt_kwargs())
+    return res.hsv, res.path, len(caught)
+
+
+def _ab09ad_ldwork(n, m, p):
+    # slycot's default (SLICOT's minimum) has corrupted the heap here for some jobs
+    return 4 * (n * (2 * n + max(n, m, p) + 5) + n * (n + 1) // 2) + 1000
+
+
+def run_slycot(G, r, idx):
+    """ab09ad on the real realisation of each G[h], h in idx; returns hsv (len(idx), 2N)."""
+    from slycot import ab09ad
+
+    out_hsv = []
+    for h in idx:
+        R = sysred.realify(G[h])
+        n, m, p = R.n, R.m, R.p
+        res = ab09ad(
+            "D",
+            "B",
+            "N",
+            n,
+            m,
+            p,
+            np.array(R.A, order="F"),
+            np.array(R.B, order="F"),
+            np.array(R.C, order="F"),
+            nr=2 * r,
+            tol=0.0,
+            ldwork=_ab09ad_ldwork(n, m, p),
+        )
+        out_hsv.append(res[4])
+    return np.array(out_hsv)
+
+
+def run_pymor(G, r, idx):
+    """pyMOR BTReductor on the real realisation of each G[h]; returns hsv (len(idx), 2N)."""
+    from pymor.models.iosys import LTIModel
+    from pymor.reductors.bt import BTReductor
+
+    out_hsv = []
+    for h in idx:
+        R = sysred.realify(G[h])
+        fom = LTIModel.from_matrices(R.A, R.B, R.C, sampling_time=1)
+        BTReductor(fom).reduce(2 * r)
+        out_hsv.append(fom.hsv())
+    return np.array(out_hsv)
+
+
+def timed(fn, repeats, budget=None):
+    """(median seconds, all times, last result); stops early once ``budget`` s are spent."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+        if budget is not None and sum(times) > budget:
+            break
+    return float(np.median(times)), times, result
+
+
+# ---------------------------------------------------------------------------------------------
+# HSV comparison
+
+
+def paired_rel_diff(h_complex, h_real, floor=1e-10):
+    """Max relative difference between complex HSVs (k, N) and realified ones (k, 2N), which
+    come in pairs: both members of each pair are compared, for sigma >= floor * sigma_1."""
+    h_real = np.sort(h_real, axis=-1)[..., ::-1]
+    mask = h_complex >= floor * h_complex[..., :1]
+    d = np.maximum(np.abs(h_real[..., 0::2] - h_complex), np.abs(h_real[..., 1::2] - h_complex))
+    return float(np.max(np.where(mask, d / h_complex, 0.0)))
+
+
+def real_rel_diff(h1, h2, floor=1e-10):
+    """Max relative difference between two realified HSV arrays (k, 2N), sigma >= floor*s1."""
+    h1, h2 = np.sort(h1, axis=-1)[..., ::-1], np.sort(h2, axis=-1)[..., ::-1]
+    mask = h2 >= floor * h2[..., :1]
+    return float(np.max(np.where(mask, np.abs(h1 - h2) / h2, 0.0)))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def header():
+    out("# sysred speed benchmark")
+    out(
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S')}  host: {platform.node()}  "
+        f"python {platform.python_version()}  numpy {np.__version__}  cpus: {os.cpu_count()}"
+    )
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(HERE.parent), "log", "-1", "--format=%h %s", "--", "sysred"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "sysred"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        out(f"sysred: last commit {rev!r}{' + uncommitted changes' if dirty else ''}")
+    except OSError:
+        pass
+    libs = [
+        f"{i['internal_api']} {i.get('version')} ({i['num_threads']} thr)"
+        for i in threadpool_info()
+    ]
+    out(f"BLAS threads pinned to {ARGS.threads}; loaded pools: {'; '.join(libs)}")
+    if bt_kwargs():
+        out(f"sysred.balanced_truncation extra keywords: {bt_kwargs()}")
+
+
+def compare_case(case, rng, H, N, r):
+    a, b, c = s4d_lin_batch(rng, H, N, case)
+    G = make_system(a, b, c)
+    strict = case == "full"
+    n_py = min(ARGS.pymor_systems, H)
+    py_idx = np.arange(n_py)
+
+    # warm-up (imports, first-call overheads), untimed
+    run_sysred(G[:2], r, strict=False)
+    run_slycot(G, r, [0])
+    run_pymor(G, r, [0])
+    t_sr, _, (hsv, path, nwarn) = timed(lambda: run_sysred(G, r, strict), ARGS.repeats)
+    t_sl, _, hsv_sl = timed(lambda: run_slycot(G, r, range(H)), ARGS.loop_repeats)
+    t_py, _, hsv_py = timed(lambda: run_pymor(G, r, py_idx), ARGS.loop_repeats)
+    t_py_scaled = t_py * H / n_py
+
+    q = hsv / hsv[:, :1]
+    k = N // 4
+    out("")
+    out(
+        f"## case '{case}': H = {H} channels, N = {N}, r = {r}, discrete time, sysred path "
+        f"'{path}'" + ("" if strict else f", strict=False ({nwarn} warnings)")
+    )
+    out(
+        f"HSV decay sigma_{k + 1}/sigma_1 over channels: median {np.median(q[:, k]):.2e}, "
+        f"max {np.max(q[:, k]):.2e};  sigma_{r + 1}/sigma_1: median {np.median(q[:, r]):.2e}; "
+        f"numerical rank (> 1e-12 sigma_1): median {np.median(np.sum(q > 1e-12, axis=1)):.0f}, "
+        f"max {np.max(np.sum(q > 1e-12, axis=1))} of {N}"
+    )
+    d_sl = paired_rel_diff(hsv, hsv_sl)
+    d_py = paired_rel_diff(hsv[py_idx], hsv_py)
+    d_slpy = real_rel_diff(hsv_py, hsv_sl[py_idx])
+    rows = [
+        ("sysred (batched, complex)", H, t_sr, t_sr, "-"),
+        ("slycot ab09ad loop (real 2N)", H, t_sl, t_sl, f"{d_sl:.1e}"),
+        ("pyMOR BTReductor loop (real 2N)", n_py, t_py, t_py_scaled, f"{d_py:.1e}"),
+    ]
+    out(
+        f"{'method':32s} {'systems':>7s} {'median s':>9s} {'s for H':>9s} {'x sysred':>9s} "
+        f"{'HSV diff vs sysred':>19s}"
+    )
+    for name, nsys, t, t_h, dd in rows:
+        out(f"{name:32s} {nsys:7d} {t:9.3f} {t_h:9.3f} {t_h / t_sr:9.1f} {dd:>19s}")
+    out(
+        f"max rel HSV difference (sigma >= 1e-10 sigma_1, both members of each realised pair): "
+        f"sysred-slycot {d_sl:.1e}, sysred-pyMOR {d_py:.1e}, slycot-pyMOR {d_slpy:.1e}"
+    )
+    if n_py < H:
+        out(
+            f"(pyMOR timed on the first {n_py} channels, 's for H' scales its time by "
+            f"{H}/{n_py}; HSV differences involving pyMOR are over those channels)"
+        )
+    return {"case": case, "sysred": t_sr, "slycot": t_sl, "pymor": t_py_scaled}
+
+
+def sweep(rng, H, r, Ns, case):
+    out("")
+    out(f"## sysred alone, case '{case}': H = {H}, r = {r}, N swept")
+    out(f"{'N':>5s} {'median s':>9s} {'repeats':>7s} {'x prev':>7s} {'exponent':>8s} {'path':>10s}")
+    res, prev = [], None
+    for N in Ns:
+        a, b, c = s4d_lin_batch(rng, H, N, case)
+        G = make_system(a, b, c)
+        rN = min(r, N - 1)
+        t, times, (_, path, _) = timed(
+            lambda G=G, rN=rN: run_sysred(G, rN, strict=False), ARGS.repeats, budget=10.0
+        )
+        if prev is None:
+            out(f"{N:5d} {t:9.3f} {len(times):7d} {'-':>7s} {'-':>8s} {path:>10s}")
+        else:
+            ratio = t / prev[1]
+            expo = np.log(ratio) / np.log(N / prev[0])
+            out(f"{N:5d} {t:9.3f} {len(times):7d} {ratio:7.2f} {expo:8.2f} {path:>10s}")
+        prev = (N, t)
+        res.append((N, t))
+    out("(exponent = log(t_N / t_prev) / log(N / N_prev): 2 means O(N^2) per channel, 3 O(N^3))")
+    return res
+
+
+def plot(sweeps, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for case, pts in sweeps.items():
+        Ns, ts = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        ax.loglog(Ns, ts, "o-", label=f"sysred, case '{case}'")
+    Ns = np.array([p[0] for p in next(iter(sweeps.values()))], dtype=float)
+    t0 = next(iter(sweeps.values()))[0][1]
+    for e, style in ((2, ":"), (3, "--")):
+        ax.loglog(Ns, t0 * (Ns / Ns[0]) ** e, "k" + style, lw=0.8, label=f"~ N^{e}")
+    ax.set_xlabel("N (states per channel)")
+    ax.set_ylabel("seconds (median)")
+    ax.set_title(
+        f"sysred.balanced_truncation, H = {ARGS.channels}, r = {ARGS.order}, "
+        f"{ARGS.threads} BLAS thread(s)",
+        fontsize=9,
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    if ARGS.quick:
+        ARGS.channels, ARGS.states, ARGS.repeats, ARGS.loop_repeats = 8, 16, 1, 1
+        ARGS.pymor_systems, ARGS.sweep, ARGS.order = 4, "8,16", 4
+    outdir = ARGS.out or (None if ARGS.quick else str(HERE / "results"))
+    H, N, r = ARGS.channels, ARGS.states, ARGS.order
+    Ns = [int(s) for s in ARGS.sweep.split(",") if s]
+
+    try:
+        from pymor.core.logger import set_log_levels
+
+        set_log_levels({"pymor": "WARN"})
+    except ImportError:
+        sys.exit("pyMOR is needed: pip install pymor (listed in the 'bench' extra)")
+
+    t_start = time.perf_counter()
+    with threadpool_limits(limits=ARGS.threads):
+        header()
+        summary = [
+            compare_case(case, np.random.default_rng(ARGS.seed + i), H, N, r)
+            for i, case in enumerate(("full", "decaying"))
+        ]
+        sweeps = {
+            case: sweep(np.random.default_rng(ARGS.seed + 10), H, r, Ns, case)
+            for case in ("full", "decaying")
+        }
+    out("")
+    out("## summary (speed-up of sysred = loop time for H channels / sysred time)")
+    for s in summary:
+        out(
+            f"{s['case']:9s}: vs slycot {s['slycot'] / s['sysred']:6.1f}x, "
+            f"vs pyMOR {s['pymor'] / s['sysred']:6.1f}x"
+        )
+    out(f"total wall time {time.perf_counter() - t_start:.0f} s")
+    if outdir:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+        (Path(outdir) / "sysred_speed.txt").write_text("\n".join(out.lines) + "\n")
+        plot(sweeps, Path(outdir) / "sysred_speed.png")
+        print(f"wrote {outdir}/sysred_speed.txt and sysred_speed.png")
+
+
+if __name__ == "__main__":
+    main()
