@@ -7,7 +7,8 @@ Layout (models / algorithms / reductors, as in pyMOR):
   :func:`diagonalize`, :func:`realify`.
 * :mod:`sysred.lyapunov`, :mod:`sysred.gramians`, :mod:`sysred.norms` -- algorithms:
   Gramian square-root factors, Hankel singular values, H-infinity and H2 norms.
-* :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`.
+* :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`
+  (square-root, balancing-free, time-limited), :func:`modal_truncation`.
 * :mod:`sysred.interop` -- python-control conversion.
 """
 
@@ -24,7 +25,14 @@ from sysred.errors import (
 from sysred.gramians import gramian_factors, gramians, hankel_singular_values
 from sysred.interop import from_control, to_control
 from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm
-from sysred.reductors import BTResult, balanced_truncation, tail_bound
+from sysred.reductors import (
+    BTResult,
+    ModalResult,
+    balanced_truncation,
+    impulse_error,
+    modal_truncation,
+    tail_bound,
+)
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize, realify
 
 __all__ = [
@@ -41,6 +49,9 @@ __all__ = [
     "bilinear_to_continuous",
     "balanced_truncation",
     "BTResult",
+    "modal_truncation",
+    "ModalResult",
+    "impulse_error",
     "tail_bound",
     "from_control",
     "to_control",

@@ -49,7 +49,18 @@ def _dense_path(sys, backend):
     return "slycot"
 
 
-def gramian_factors(sys, backend="auto"):
+def _require_horizon_ok(sys, horizon):
+    if not sys.is_discrete:
+        raise SysredError("a finite horizon (time-limited Gramians) needs a discrete-time system")
+    if not isinstance(sys, DiagonalStateSpace):
+        raise SysredError(
+            "time-limited Gramians are implemented for diagonal systems: sysred.diagonalize first"
+        )
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise SysredError(f"horizon must be a positive integer, got {horizon!r}")
+
+
+def gramian_factors(sys, backend="auto", horizon=None):
     """Square-root factors ``R, S`` of the Gramians, ``P = R R^H``, ``Q = S S^H``.
 
     Computed directly (never by factoring a computed Gramian), so that the HSVs keep their
@@ -62,6 +73,11 @@ def gramian_factors(sys, backend="auto"):
     backend : {"auto", "numpy", "slycot"}
         For dense systems: sysred's own Hammarling solver (``"auto"`` and ``"numpy"``) or
         SLICOT ``SB03OD`` (``"slycot"``, real only). Ignored for diagonal systems.
+    horizon : int, optional
+        Discrete-time diagonal systems only: the time-limited Gramians
+        ``P_L = sum_{k<L} A^k B B^H A^{kH}``, ``Q_L = sum_{k<L} A^{kH} C^H C A^k``, which
+        describe the impulse response samples ``h_1 .. h_L`` only (the kernel a DSS layer
+        uses for sequences of length L). No stability needed. Path ``"diagonal-horizon"``.
 
     Returns
     -------
@@ -84,6 +100,14 @@ def gramian_factors(sys, backend="auto"):
     >>> bool(np.allclose(G.A @ P + P @ G.A.T + G.B @ G.B.T, 0)), path
     (True, 'diagonal')
     """
+    if horizon is not None:
+        _require_horizon_ok(sys, horizon)
+        x, CH = sys.poles, sys.C.conj().swapaxes(-1, -2)
+        R = cauchy_factor(x, sys.B, True, horizon=horizon)
+        S = cauchy_factor(x.conj(), CH, True, horizon=horizon)
+        if not sys.is_complex:
+            R, S = R.real, S.real
+        return R, S, "diagonal-horizon"
     require_stable(sys, "Gramian computation")
     disc = sys.is_discrete
     if isinstance(sys, DiagonalStateSpace):
@@ -133,7 +157,7 @@ def gramians(sys, backend="auto"):
     return R @ R.conj().swapaxes(-1, -2), S @ S.conj().swapaxes(-1, -2)
 
 
-def hankel_singular_values(sys, backend="auto"):
+def hankel_singular_values(sys, backend="auto", horizon=None):
     """Hankel singular values ``sigma_1 >= ... >= sigma_n >= 0``, shape (..., n).
 
     ``sigma = sv(S^H R)`` from the directly computed square-root factors; see
@@ -147,5 +171,5 @@ def hankel_singular_values(sys, backend="auto"):
     >>> sysred.hankel_singular_values(G).round(12).tolist()
     [0.5]
     """
-    R, S, _ = gramian_factors(sys, backend)
+    R, S, _ = gramian_factors(sys, backend, horizon)
     return np.linalg.svd(S.conj().swapaxes(-1, -2) @ R, compute_uv=False)

@@ -146,7 +146,23 @@ def slycot_factor(A, G, discrete=False):
     return np.triu(U[:n, :n]) / scale
 
 
-def cauchy_factor(x, G, discrete=False):
+def geometric_sum(z, length):
+    """``sum_{k=0}^{L-1} z^k = (1 - z^L) / (1 - z)``, accurate also for ``z`` near 1.
+
+    Written as ``expm1(L w) / expm1(w)`` with ``w = log z``, which keeps relative accuracy when
+    ``z -> 1`` (the limit is ``L``) and needs no stability (``|z| >= 1`` is fine).
+    """
+    z = np.asarray(z, dtype=complex)
+    out = np.ones_like(z)  # z == 0: only the k = 0 term
+    nz = z != 0
+    w = np.log(z[nz])
+    small = np.abs(w) < 1e-300
+    num, den = np.expm1(length * w), np.expm1(w)
+    out[nz] = np.where(small, length, num / np.where(small, 1.0, den))
+    return out
+
+
+def cauchy_factor(x, G, discrete=False, horizon=None):
     """Diagonally pivoted Cholesky factor of a Cauchy-like Gramian, batched.
 
     The Lyapunov equation with ``A = diag(x)`` has the closed-form solution
@@ -157,15 +173,26 @@ def cauchy_factor(x, G, discrete=False):
     (``g_i`` the rows of ``G``). This returns ``F`` with ``X = F F^H`` whose columns are the
     Cholesky columns in pivot order (largest remaining diagonal first), so ``F`` is a
     row-permuted lower-triangular matrix and its column norms decay like the eigenvalues of
-    ``X``. Cost O(n^2 m) for ``m = 1`` (generator updates), O(n^3) otherwise (explicit
-    Schur complements); memory O(batch n^2).
+    ``X``. Every arithmetic step is vectorised over the batch; the Python loop runs over the
+    n pivots only.
+
+    Cost and memory: for ``m = 1`` (the DSS case) O(n^2) flops per system and O(batch n^2)
+    memory (the output); otherwise the Schur complements are formed explicitly, O(n^3) flops
+    and O(batch n^2) memory.
+
+    Finite horizon (discrete time, ``horizon=L``): the time-limited Gramian
+    ``X_L = sum_{k=0}^{L-1} A^k G G^H A^{kH}``, entrywise ``g_i g_j^H sum_k (x_i conj(x_j))^k``
+    (:func:`geometric_sum`); no stability needed. It is formed explicitly (no relative-accuracy
+    guarantee for tiny eigenvalues).
 
     Parameters
     ----------
     x : ndarray, shape (..., n)
-        Stable poles.
+        Poles; stable unless ``horizon`` is given.
     G : ndarray, shape (..., n, m)
     discrete : bool
+    horizon : int, optional
+        Discrete time only: number of terms of the time-limited Gramian.
 
     Returns
     -------
@@ -174,42 +201,65 @@ def cauchy_factor(x, G, discrete=False):
     x = np.asarray(x, dtype=complex)
     G = np.asarray(G, dtype=complex)
     batch, n = x.shape[:-1], x.shape[-1]
-    if discrete:
-        den = 1.0 - x[..., :, None] * x[..., None, :].conj()  # (..., n, n)
+    x = np.broadcast_to(x, G.shape[:-1]).reshape(-1, n)  # (b, n)
+    G = G.reshape(-1, n, G.shape[-1])  # (b, n, m)
+    if horizon is not None:
+        xi, xjc = x[:, :, None], x[:, None, :].conj()
+        X = (G @ G.conj().swapaxes(-1, -2)) * geometric_sum(xi * xjc, horizon)  # (b, n, n)
+        Ft = _pivoted_cholesky_rows(X)
+    elif G.shape[-1] == 1:
+        Ft = _cauchy_rank1(x, G[..., 0], discrete)
     else:
-        den = -(x[..., :, None] + x[..., None, :].conj())  # (..., n, n)
-    F = np.zeros(batch + (n, n), dtype=complex)
-    active = np.ones(batch + (n,), dtype=bool)
-    if G.shape[-1] == 1:
-        g = G[..., 0].copy()  # (..., n)
-        X = None
-    else:
-        X = (G @ G.conj().swapaxes(-1, -2)) / den  # explicit Cauchy-like matrix (..., n, n)
-    diag_den = np.diagonal(den, axis1=-2, axis2=-1).real  # (..., n)
+        xi, xjc = x[:, :, None], x[:, None, :].conj()
+        den = (1.0 - xi * xjc) if discrete else -(xi + xjc)  # (b, n, n)
+        Ft = _pivoted_cholesky_rows((G @ G.conj().swapaxes(-1, -2)) / den)
+    return Ft.swapaxes(-1, -2).reshape(batch + (n, n))
+
+
+def _den_column(x, xp, discrete):
+    """``d_{:, p}``: ``1 - x conj(x_p)`` (dt) or ``-(x + conj(x_p))`` (ct); x (b, n), xp (b, 1)."""
+    return 1.0 - x * xp.conj() if discrete else -(x + xp.conj())
+
+
+def _cauchy_rank1(x, g, discrete):
+    """Pivoted Cholesky rows (b, n_pivots, n) for ``X_ij = g_i conj(g_j) / d_ij``.
+
+    Schur complements stay Cauchy-like with updated generators
+    ``g_i <- g_i (x_i - x_p) / (1 - x_i conj(x_p))`` (dt) or
+    ``g_i (x_i - x_p) / (x_i + conj(x_p))`` (ct): products and quotients of differences of the
+    data, hence high relative accuracy. An eliminated pivot's generator becomes exactly 0, so
+    it is never chosen again while a positive diagonal remains.
+    """
+    b, n = x.shape
+    rows = np.arange(b)
+    diag_den = (1.0 - np.abs(x) ** 2) if discrete else -2.0 * x.real  # (b, n) > 0
+    sign = 1.0 if discrete else -1.0
+    g = g.copy()
+    Ft = np.empty((b, n, n), dtype=complex)
     for k in range(n):
-        if X is None:
-            d = np.abs(g) ** 2 / diag_den
-        else:
-            d = np.diagonal(X, axis1=-2, axis2=-1).real.copy()
-        d = np.where(active, d, -np.inf)
-        piv = np.argmax(d, axis=-1)[..., None]  # (..., 1)
-        dp = np.take_along_axis(d, piv, axis=-1)  # (..., 1)
-        dp_safe = np.where(dp > 0, dp, 1.0)
-        if X is None:
-            gp = np.take_along_axis(g, piv, axis=-1)  # (..., 1)
-            denp = np.take_along_axis(den, piv[..., None], axis=-1)[..., 0]  # (..., n)
-            col = g * gp.conj() / denp  # X[:, p], (..., n)
-        else:
-            col = np.take_along_axis(X, piv[..., None], axis=-1)[..., 0]  # (..., n)
-        col = np.where(active & (dp > 0), col, 0.0)
-        F[..., :, k] = col / np.sqrt(dp_safe)
-        np.put_along_axis(active, piv, False, axis=-1)
-        if X is None:
-            xp = np.take_along_axis(x, piv, axis=-1)  # (..., 1)
-            if discrete:
-                g = g * (x - xp) / (1.0 - x * xp.conj())
-            else:
-                g = g * (x - xp) / (x + xp.conj())
-        else:
-            X = X - col[..., :, None] * col[..., None, :].conj() / dp_safe[..., None]
-    return F
+        d = (g.real**2 + g.imag**2) / diag_den  # (b, n) Schur-complement diagonal
+        piv = d.argmax(axis=-1)  # (b,)
+        dp, gp, xp = d[rows, piv], g[rows, piv], x[rows, piv, None]  # (b,), (b,), (b, 1)
+        inv_sqrt = np.zeros_like(dp)
+        np.divide(1.0, np.sqrt(dp), out=inv_sqrt, where=dp > 0)
+        den = _den_column(x, xp, discrete)  # (b, n)
+        Ft[:, k, :] = g * (gp.conj() * inv_sqrt)[:, None] / den  # X[:, p] / sqrt(X_pp)
+        g *= sign * (x - xp) / den
+    return Ft
+
+
+def _pivoted_cholesky_rows(X):
+    """Diagonally pivoted Cholesky rows (b, n, n) of explicit PSD matrices X (b, n, n)."""
+    b, n = X.shape[:2]
+    rows = np.arange(b)
+    Ft = np.empty((b, n, n), dtype=complex)
+    for k in range(n):
+        d = np.diagonal(X, axis1=-2, axis2=-1).real  # (b, n)
+        piv = d.argmax(axis=-1)  # (b,)
+        dp = d[rows, piv]
+        inv_sqrt = np.zeros_like(dp)
+        np.divide(1.0, np.sqrt(np.maximum(dp, 0.0)), out=inv_sqrt, where=dp > 0)
+        col = X[rows, :, piv] * inv_sqrt[:, None]  # (b, n)
+        Ft[:, k, :] = col
+        X = X - col[:, :, None] * col[:, None, :].conj()
+    return Ft

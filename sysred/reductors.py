@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sysred._checks import require_stable
+from sysred._checks import require_stable, require_system
 from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
 from sysred.gramians import gramian_factors
-from sysred.systems import DiagonalStateSpace, StateSpace
+from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
 
-__all__ = ["BTResult", "balanced_truncation", "tail_bound"]
+__all__ = ["BTResult", "ModalResult", "balanced_truncation", "modal_truncation", "tail_bound"]
 
 #: Two consecutive HSVs closer than ``TIE_RTOL * sigma_i`` count as equal.
 TIE_RTOL = 1e-9
@@ -71,6 +71,12 @@ class BTResult:
         Which Gramian-factor algorithm ran (see :mod:`sysred.gramians`).
     T, W : ndarray, shape (..., n, r)
         The projection: ``A_r = W^H A T``, ``B_r = W^H B``, ``C_r = C T``, ``W^H T = I``.
+    horizon : int or None
+        Time-limited BT: the horizon L. Then ``hsv`` are the time-limited HSVs, ``bound`` is
+        NaN (no a-priori bound exists) and ``error`` holds the measured error.
+    error : ndarray, shape (...), or None
+        Time-limited BT only: ``||h - h_r||_2`` over the impulse response samples
+        ``h_0 .. h_L`` (Frobenius norm over samples, outputs and inputs).
     """
 
     system: StateSpace
@@ -81,6 +87,8 @@ class BTResult:
     path: str
     T: np.ndarray
     W: np.ndarray
+    horizon: int | None = None
+    error: np.ndarray | None = None
 
 
 def _order_from_tol(hsv, tol):
@@ -138,7 +146,9 @@ def _ct(X):
     return X.conj().swapaxes(-1, -2)
 
 
-def balanced_truncation(sys, order=None, tol=None, method="sqrt", strict=True, backend="auto"):
+def balanced_truncation(
+    sys, order=None, tol=None, method="sqrt", strict=True, backend="auto", horizon=None
+):
     """Square-root balanced truncation (Laub/Tombs-Laub; Varga's balancing-free variant).
 
     With ``P = R R^H``, ``Q = S S^H`` (:func:`sysred.gramian_factors`) and the SVD
@@ -178,6 +188,12 @@ def balanced_truncation(sys, order=None, tol=None, method="sqrt", strict=True, b
         rest; check the result).
     backend : {"auto", "numpy", "slycot"}
         Dense Lyapunov solver, see :func:`sysred.gramian_factors`.
+    horizon : int, optional
+        Time-limited BT (discrete-time diagonal systems): balance the Gramians of the first
+        ``L = horizon`` impulse-response samples (:func:`sysred.gramian_factors`), which is
+        what a convolution kernel of length L uses. Needs no stability, gives no a-priori
+        bound (``bound`` is NaN, ``tol`` is not allowed) and reports the measured
+        ``error`` instead. The reduced model need not be stable.
 
     Returns
     -------
@@ -204,8 +220,11 @@ def balanced_truncation(sys, order=None, tol=None, method="sqrt", strict=True, b
         raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
     if method not in ("sqrt", "bfsr"):
         raise ValueError(f"method must be 'sqrt' or 'bfsr', got {method!r}")
-    require_stable(sys, "balanced truncation")
-    R, S, path = gramian_factors(sys, backend)
+    if horizon is None:
+        require_stable(sys, "balanced truncation")
+    elif tol is not None:
+        raise OrderError("time-limited BT has no a-priori bound: give order, not tol")
+    R, S, path = gramian_factors(sys, backend, horizon)
     U, hsv, Vh = np.linalg.svd(_ct(S) @ R)  # (..., n, n), (..., n), (..., n, n)
     if tol is not None:
         if not tol >= 0:
@@ -226,4 +245,132 @@ def balanced_truncation(sys, order=None, tol=None, method="sqrt", strict=True, b
     else:
         AT = sys.A @ T
     reduced = StateSpace(_ct(W) @ AT, _ct(W) @ sys.B, sys.C @ T, sys.D, sys.dt)
+    if horizon is not None:
+        nan = np.full(sys.batch_shape, np.nan)
+        err = impulse_error(sys, reduced, horizon + 1)
+        return BTResult(reduced, hsv, nan, order, method, path, T, W, horizon, err)
     return BTResult(reduced, hsv, tail_bound(hsv, order), order, method, path, T, W)
+
+
+def impulse_error(G1, G2, length, chunk=128):
+    """``||h1 - h2||_2`` over the samples ``h_0 .. h_{length-1}`` (discrete time), shape (...).
+
+    Computed in chunks of samples, so memory stays O(batch * chunk * n).
+    """
+    total = 0.0
+    states = [_impulse_state(G) for G in (G1, G2)]
+    for start in range(0, length, chunk):
+        k = min(chunk, length - start)
+        h1, h2 = (_impulse_chunk(G, st, start, k) for G, st in zip((G1, G2), states, strict=True))
+        total = total + np.sum(np.abs(h1 - h2) ** 2, axis=(-3, -2, -1))
+    return np.sqrt(total)
+
+
+def _impulse_state(G):
+    return {"X": G.B} if not isinstance(G, DiagonalStateSpace) else {}
+
+
+def _impulse_chunk(G, state, start, k):
+    """Samples h_start .. h_{start+k-1}, shape (..., k, p, m)."""
+    idx = np.arange(start, start + k)
+    if isinstance(G, DiagonalStateSpace):
+        powers = G.poles[..., None, :] ** np.maximum(idx - 1, 0)[:, None]  # (..., k, n)
+        h = np.einsum("...pn,...kn,...nm->...kpm", G.C, powers, G.B)
+    else:  # dense: march X = A^(j-1) B forward, kept in ``state`` between chunks
+        out = []
+        for j in idx:
+            if j == 0:
+                out.append(np.zeros(G.batch_shape + (G.p, G.m), dtype=complex))
+                continue
+            out.append(G.C @ state["X"])
+            state["X"] = G.A @ state["X"]
+        h = np.stack(out, axis=-3)
+    h = h.astype(complex)
+    if start == 0:
+        h[..., 0, :, :] = G.D
+    return h
+
+
+@dataclass
+class ModalResult:
+    """What :func:`modal_truncation` returns.
+
+    Attributes
+    ----------
+    system : DiagonalStateSpace
+        The kept modes (complex in general), same batch shape and time domain.
+    order : int
+    bound : ndarray, shape (...)
+        Sum of the dropped modes' H-infinity norms (triangle inequality):
+        ``||G - G_r||_inf <= bound``.
+    contributions : ndarray, shape (..., n)
+        Each mode's H-infinity norm ``||c_i|| ||b_i|| / |Re l_i|`` (ct) or
+        ``||c_i|| ||b_i|| / (1 - |a_i|)`` (dt), in the input's mode order.
+    kept : ndarray of int, shape (..., r)
+        Indices of the kept modes, by decreasing contribution.
+    cond : ndarray, shape (...)
+        Condition number of the eigenvector matrix used to diagonalise (1 for diagonal input).
+    """
+
+    system: DiagonalStateSpace
+    order: int
+    bound: np.ndarray
+    contributions: np.ndarray
+    kept: np.ndarray
+    cond: np.ndarray
+
+
+def modal_truncation(sys, order):
+    """Modal truncation: keep the r modes with the largest H-infinity contribution.
+
+    In modal form ``G(s) = D + sum_i c_i b_i / (s - l_i)`` (``c_i`` the columns of C, ``b_i``
+    the rows of B), mode i alone has H-infinity norm
+    ``||c_i|| ||b_i|| / |Re l_i|`` (ct, peak at ``w = Im l_i``) or
+    ``||c_i|| ||b_i|| / (1 - |a_i|)`` (dt, peak at ``z = a_i / |a_i|``). Keeping the r largest
+    gives the error bound ``||G - G_r||_inf <= sum of the dropped contributions``. The baseline
+    reductor of the DSS-compression literature (LAST uses the same per-state score).
+
+    Dense input is diagonalised first (see :func:`sysred.diagonalize`: complex modes, the
+    eigenvector condition number is reported). Conjugate pairs of a real system may be split.
+
+    Parameters
+    ----------
+    sys : StateSpace or DiagonalStateSpace
+        Asymptotically stable.
+    order : int
+        ``1 <= order <= n``.
+
+    Returns
+    -------
+    ModalResult
+
+    Examples
+    --------
+    >>> import sysred
+    >>> G = sysred.DiagonalStateSpace([-1.0, -10.0], [[1.0], [1.0]], [[1.0, 1.0]])
+    >>> res = sysred.modal_truncation(G, 1)
+    >>> res.system.poles.real.tolist(), float(res.bound)
+    ([-1.0], 0.1)
+    """
+    require_system(sys)
+    require_stable(sys, "modal truncation")
+    if isinstance(order, bool) or not isinstance(order, int | np.integer):
+        raise OrderError(f"order must be an integer, got {order!r}")
+    if not 1 <= order <= sys.n:
+        raise OrderError(f"order must be between 1 and n = {sys.n}, got {order}")
+    modal, cond = diagonalize(sys)
+    poles = modal.poles  # (..., n)
+    gain = np.linalg.norm(modal.C, axis=-2) * np.linalg.norm(modal.B, axis=-1)  # (..., n)
+    damping = (1.0 - np.abs(poles)) if modal.is_discrete else -poles.real
+    contrib = gain / damping  # (..., n)
+    order_idx = np.argsort(-contrib, axis=-1, kind="stable")
+    kept, dropped = order_idx[..., :order], order_idx[..., order:]
+    reduced = DiagonalStateSpace(
+        np.take_along_axis(poles, kept, axis=-1),
+        np.take_along_axis(modal.B, kept[..., :, None], axis=-2),
+        np.take_along_axis(modal.C, kept[..., None, :], axis=-1),
+        modal.D,
+        modal.dt,
+    )
+    bound = np.take_along_axis(contrib, dropped, axis=-1).sum(axis=-1)
+    return ModalResult(reduced, int(order), bound, contrib, kept, cond)

@@ -1,0 +1,107 @@
+"""Time-limited balanced truncation and modal truncation."""
+
+import numpy as np
+import pytest
+from _systems import random_dense, random_diagonal
+
+import sysred
+
+
+def brute_force_time_limited_gramians(G, L):
+    A = G.to_dense().A
+    P = np.zeros((G.n, G.n), dtype=complex)
+    Q = np.zeros_like(P)
+    Ak = np.eye(G.n)
+    for _ in range(L):
+        P += Ak @ G.B @ G.B.conj().T @ Ak.conj().T
+        Q += Ak.conj().T @ G.C.conj().T @ G.C @ Ak
+        Ak = A @ Ak
+    return P, Q
+
+
+@pytest.mark.parametrize("unstable", [False, True])
+def test_time_limited_gramians_match_brute_force_sum(unstable):
+    rng = np.random.default_rng(0)
+    G = random_diagonal(rng, 10, 1, 1, discrete=True)
+    if unstable:  # DSS-softmax can have poles outside the unit circle: fine on a finite horizon
+        G = sysred.DiagonalStateSpace(G.poles * 1.2, G.B, G.C, G.D, dt=1.0)
+    L = 40
+    R, S, path = sysred.gramian_factors(G, horizon=L)
+    assert path == "diagonal-horizon"
+    P, Q = brute_force_time_limited_gramians(G, L)
+    np.testing.assert_allclose(R @ R.conj().T, P, atol=1e-11 * np.abs(P).max())
+    np.testing.assert_allclose(S @ S.conj().T, Q, atol=1e-11 * np.abs(Q).max())
+    hsv = sysred.hankel_singular_values(G, horizon=L)
+    ref = np.sort(np.sqrt(np.abs(np.linalg.eigvals(P @ Q))))[::-1]
+    big = ref > 1e-6 * ref[0]
+    np.testing.assert_allclose(hsv[big], ref[big], rtol=1e-8)
+
+
+def test_time_limited_bt_reports_kernel_error_of_truncated_kernel():
+    rng = np.random.default_rng(1)
+    G = random_diagonal(rng, 16, 1, 1, discrete=True, batch=(3,))
+    L = 60
+    res = sysred.balanced_truncation(G, order=6, horizon=L)
+    assert res.horizon == L and np.all(np.isnan(res.bound))
+    # brute force: the two kernels sample by sample, by matrix powers of the dense realisations
+    for b in range(3):
+        full, red = G[b].to_dense(), res.system[b]
+        err2 = np.sum(np.abs(full.D - red.D) ** 2)
+        X1, X2 = full.B, red.B
+        for _ in range(L):
+            err2 += np.sum(np.abs(full.C @ X1 - red.C @ X2) ** 2)
+            X1, X2 = full.A @ X1, red.A @ X2
+        assert abs(res.error[b] - np.sqrt(err2)) <= 1e-9 * np.sqrt(err2) + 1e-14
+
+
+def test_time_limited_hsvs_tend_to_infinite_horizon_ones():
+    G = random_diagonal(np.random.default_rng(2), 12, 1, 1, discrete=True)
+    h_inf = sysred.hankel_singular_values(G)
+    h_L = sysred.hankel_singular_values(G, horizon=20000)
+    np.testing.assert_allclose(h_L, h_inf, rtol=1e-8, atol=1e-12 * h_inf[0])
+
+
+def test_time_limited_bad_input():
+    Gc = random_diagonal(np.random.default_rng(3), 4, 1, 1)
+    with pytest.raises(sysred.SysredError, match="discrete-time"):
+        sysred.balanced_truncation(Gc, order=2, horizon=10)
+    Gd = random_dense(np.random.default_rng(3), 4, 1, 1, discrete=True)
+    with pytest.raises(sysred.SysredError, match="diagonalize"):
+        sysred.balanced_truncation(Gd, order=2, horizon=10)
+    Gdiag = random_diagonal(np.random.default_rng(3), 4, 1, 1, discrete=True)
+    with pytest.raises(sysred.SysredError, match="positive integer"):
+        sysred.balanced_truncation(Gdiag, order=2, horizon=0)
+    with pytest.raises(sysred.OrderError, match="no a-priori bound"):
+        sysred.balanced_truncation(Gdiag, tol=1e-3, horizon=10)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_modal_truncation_bound_holds_and_keeps_dominant_modes(discrete):
+    rng = np.random.default_rng(4)
+    G = random_diagonal(rng, 20, 2, 2, discrete=discrete, batch=(3,))
+    for r in (3, 10):
+        res = sysred.modal_truncation(G, r)
+        assert res.system.n == r and res.system.batch_shape == (3,)
+        err = sysred.hinf_norm(G, res.system)
+        assert np.all(err <= res.bound * (1 + 1e-9))
+        # each mode's contribution is its own H-inf norm (independent check)
+        b = 0
+        i = int(res.kept[b, 0])
+        sl = slice(i, i + 1)
+        mode = sysred.DiagonalStateSpace(G.poles[b, sl], G.B[b, sl], G.C[b, :, sl], dt=G.dt)
+        assert (
+            abs(sysred.hinf_norm(mode) - res.contributions[b, i]) <= 1e-8 * res.contributions[b, i]
+        )
+        kept_min = np.take_along_axis(res.contributions, res.kept, -1).min(-1)
+        dropped = np.ones(res.contributions.shape, bool)
+        np.put_along_axis(dropped, res.kept, False, -1)
+        assert np.all(np.where(dropped, res.contributions, 0).max(-1) <= kept_min)
+
+
+def test_modal_truncation_of_dense_system_diagonalises():
+    G = random_dense(np.random.default_rng(5), 8, 1, 1)
+    res = sysred.modal_truncation(G, 8)
+    assert sysred.hinf_norm(G, res.system) <= 1e-8 * sysred.hinf_norm(G)
+    assert res.bound == 0.0 and res.cond >= 1.0
+    with pytest.raises(sysred.OrderError):
+        sysred.modal_truncation(G, 9)
