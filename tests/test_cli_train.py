@@ -183,6 +183,13 @@ def test_overrides_and_clear_errors(tmp_path, reference, capsys):
         == 2
     )
     assert "known tasks" in capsys.readouterr().err
+    # a run dir moved elsewhere still resumes (run.dir may differ from the saved one)
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(reference, moved)
+    assert main(["train", "--run-dir", str(moved), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "finished"
     # overrides reach the run: two epochs, a different lr, recorded in the saved config
     run = tmp_path / "ov"
     assert (

@@ -21,6 +21,7 @@ from s4dss.data.common import (
     PadCollate,
     SequenceDataset,
     TaskData,
+    pixels_to_features,
     require_file,
     split_indices,
     subset,
@@ -53,13 +54,14 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def to_grey_sequence(rgb: np.ndarray, *, tokens: bool = False) -> np.ndarray:
-    """(n, 3, 32, 32) uint8 -> (n, 1024, 1) float in [-1, 1], or (n, 1024) int ids 0..255."""
+def to_grey(rgb: np.ndarray) -> np.ndarray:
+    """(n, 3, 32, 32) uint8 -> (n, 1024) uint8 grey, rounded as tf.image.rgb_to_grayscale does."""
     grey = np.tensordot(GREY_WEIGHTS, rgb.astype(np.float64), axes=([0], [1]))  # (n, 32, 32)
-    grey = grey.reshape(len(rgb), 1024)
-    if tokens:
-        return np.clip(np.rint(grey), 0, 255).astype(np.int64)
-    return ((grey / 255.0 - 0.5) / 0.5).astype(np.float32)[..., None]
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8).reshape(len(rgb), 1024)
+
+
+def _tokens(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.int64)
 
 
 def load(
@@ -75,22 +77,24 @@ def load(
         Part of the 50000 training images held out for validation (fixed random split).
     tokens : bool
         If True, pixels are token ids 0..255 (vocab 256, LRA's transformer input); otherwise
-        one real feature per pixel scaled to [-1, 1] (the S4 setting).
+        one real feature per pixel scaled to [-1, 1] (the S4 setting). Either way the grey
+        value is rounded to 8 bits first, as LRA's ``tf.image.rgb_to_grayscale`` does.
     """
     data_dir = Path(data_dir)
     if (data_dir / "cifar-10-batches-py").is_dir():
         data_dir = data_dir / "cifar-10-batches-py"
     parts = [read_batch(data_dir / name) for name in TRAIN_BATCHES]
-    x_train = to_grey_sequence(np.concatenate([p[0] for p in parts]), tokens=tokens)
+    x_train = to_grey(np.concatenate([p[0] for p in parts]))
     y_train = np.concatenate([p[1] for p in parts])
     rgb_test, y_test = read_batch(data_dir / "test_batch")
-    x_test = to_grey_sequence(rgb_test, tokens=tokens)
+    x_test = to_grey(rgb_test)
     tr, va = split_indices(len(x_train), (1 - val_fraction, val_fraction), split_seed)
+    f = _tokens if tokens else pixels_to_features  # grey stays uint8 in memory
     return TaskData(
         name="cifar",
-        train=SequenceDataset(subset(x_train, tr), y_train[tr]),
-        val=SequenceDataset(subset(x_train, va), y_train[va]),
-        test=SequenceDataset(x_test, y_test),
+        train=SequenceDataset(subset(x_train, tr), y_train[tr], f),
+        val=SequenceDataset(subset(x_train, va), y_train[va], f),
+        test=SequenceDataset(x_test, y_test, f),
         n_classes=10,
         seq_len=1024,
         vocab_size=256 if tokens else None,

@@ -61,20 +61,31 @@ class SequenceDataset(Dataset):
         Either 1-D int arrays (token ids) or 2-D float arrays of shape (L, d_input).
     ys : array_like of int
         One label per sequence.
+    transform : callable, optional
+        Applied to ``xs[i]`` on access; images are kept as uint8 and scaled per item, which
+        keeps real Pathfinder/CIFAR in memory at a quarter of the float size.
     """
 
-    def __init__(self, xs: Sequence, ys: Sequence[int]):
+    def __init__(self, xs: Sequence, ys: Sequence[int], transform: Callable | None = None):
         if len(xs) != len(ys):
             raise ValueError(f"{len(xs)} sequences but {len(ys)} labels")
         self.xs = xs
         self.ys = np.asarray(ys, dtype=np.int64)
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.xs)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = torch.as_tensor(np.asarray(self.xs[i]))
-        return x, int(self.ys[i])
+        x = np.asarray(self.xs[i])
+        if self.transform is not None:
+            x = self.transform(x)
+        return torch.as_tensor(x), int(self.ys[i])
+
+
+def pixels_to_features(x: np.ndarray) -> np.ndarray:
+    """uint8 pixels (L,) -> float32 (L, 1) scaled to [-1, 1] (mean 0.5, std 0.5 as in S4)."""
+    return ((x.astype(np.float32) / 255.0 - 0.5) / 0.5)[:, None]
 
 
 class PairDataset(Dataset):

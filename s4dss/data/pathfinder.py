@@ -33,6 +33,7 @@ from s4dss.data.common import (
     PadCollate,
     SequenceDataset,
     TaskData,
+    pixels_to_features,
     require_dir,
     split_indices,
     subset,
@@ -260,9 +261,9 @@ def load(
     """
     images, labels = read_release(root, difficulty)
     n, h, w = images.shape
-    x = (images.reshape(n, h * w, 1).astype(np.float32) / 255.0 - 0.5) / 0.5
+    x = images.reshape(n, h * w)  # uint8; scaled per item
     parts = split_indices(n, split, split_seed)
-    sets = [SequenceDataset(subset(x, idx), labels[idx]) for idx in parts]
+    sets = [SequenceDataset(subset(x, idx), labels[idx], pixels_to_features) for idx in parts]
     return TaskData(
         name="pathfinder",
         train=sets[0],
