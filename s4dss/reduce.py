@@ -116,22 +116,15 @@ def kernel_errors(layer: DSS, other: DSS, L: int) -> np.ndarray:
 
 
 def _truncate(system, method: str, rank, tol, strict: bool, horizon):
-    if horizon is not None:
-        raise NotImplementedError(
-            "horizon=...: finite-horizon (time-limited) balanced truncation needs Gramians "
-            "multiplied by 1 - (a_i conj(a_j))^L (reference.md section 3), which sysred does not "
-            "provide yet; use horizon=None (infinite horizon, stable channels only)"
-        )
     if method == "bt":
-        return sysred.balanced_truncation(system, order=rank, tol=tol, strict=strict)
-    modal = getattr(sysred, "modal_truncation", None)
-    if modal is None:
-        raise NotImplementedError(
-            "method='modal' needs sysred.modal_truncation, which this sysred does not have yet"
+        return sysred.balanced_truncation(
+            system, order=rank, tol=tol, strict=strict, horizon=horizon
         )
+    if horizon is not None:
+        raise ValueError("horizon= applies to method='bt' (time-limited BT) only")
     if rank is None:
         raise ValueError("method='modal' needs rank= (it has no error-bound order selection)")
-    return modal(system, rank)
+    return sysred.modal_truncation(system, rank)
 
 
 def _check_request(layers, rank, tol, method, L) -> None:
@@ -163,8 +156,8 @@ def _check_stable(system, name: str) -> None:
             f"layer {name!r}: softmax channels {bad[:16].tolist()}"
             f"{'...' if len(bad) > 16 else ''} ({len(bad)} of {len(worst)}) have poles with "
             f"|exp(Delta*lambda)| >= 1 (Re lambda >= 0, max |a| = {worst.max():.6g}): "
-            "infinite-horizon balanced truncation needs stable channels. Finite-horizon BT "
-            "(horizon=L) would handle them but is not available in sysred yet."
+            "infinite-horizon balanced truncation needs stable channels; use horizon=L "
+            "(time-limited BT over the kernel length), which needs no stability."
         )
 
 
@@ -193,7 +186,11 @@ def reduce(
         Square-root balanced truncation, or ``sysred.modal_truncation`` (baseline; needs
         ``rank``).
     horizon : int, optional
-        Finite-horizon BT over ``horizon`` steps; not available yet (NotImplementedError).
+        Time-limited BT (``method="bt"``): balance the Gramians of the first ``horizon``
+        impulse-response samples (``sysred.balanced_truncation(..., horizon=...)``); use
+        ``horizon=L`` to match a kernel of length L. Needs no stability (DSS-softmax poles may
+        leave the unit disc); there is no a-priori bound (reported as NaN), the measured
+        kernel errors are in the report.
     L : int
         Sequence length: the length the ``"softmax"`` kernels are normalised over (their
         state-space form depends on it, and the reduced layer is exact for this length), and the
@@ -229,7 +226,7 @@ def reduce(
     for (name, layer), (_, new) in zip(layers, dss_layers(reduced), strict=True):
         try:
             system = to_system(layer, L)
-            if layer.kernel.mode == "softmax":
+            if layer.kernel.mode == "softmax" and horizon is None:
                 _check_stable(system, name)
             result = _truncate(system, method, rank, tol, strict, horizon)
         except sysred.SysredError as err:

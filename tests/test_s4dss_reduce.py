@@ -175,8 +175,23 @@ def test_reduce_bad_input():
         reduce(model)
     with pytest.raises(ValueError, match="method"):
         reduce(model, rank=2, method="pod")
-    with pytest.raises(NotImplementedError, match="finite-horizon"):
-        reduce(model, rank=2, horizon=100)
+    with pytest.raises(ValueError, match="horizon= applies to method='bt'"):
+        reduce(model, rank=2, method="modal", horizon=100)
+    with pytest.raises(sysred.SysredError, match="no a-priori bound"):
+        reduce(model, tol=0.1, horizon=100)
+
+
+def test_time_limited_reduction_handles_unstable_softmax_channels():
+    model = small_model("softmax")
+    with torch.no_grad():
+        model.layers[1].kernel.Lambda_re[2] = 0.3  # every channel of layer 1 goes unstable
+    L = 50
+    reduced = reduce(model, rank=6, horizon=L, L=L, strict=False)  # full order: map kept
+    x = torch.randn(2, L, 2)
+    torch.testing.assert_close(reduced(x), model(x), atol=1e-4, rtol=1e-4)
+    small = reduce(model, rank=3, horizon=L, L=L)
+    for rep in small.reduction_report.layers:
+        assert np.all(np.isnan(rep.bound)) and np.all(np.isfinite(rep.kernel_error))
 
 
 def test_reduce_names_unstable_softmax_channels():
@@ -195,12 +210,8 @@ def test_reduce_rejects_nan_parameters():
         reduce(model, rank=2)
 
 
-def test_modal_method_baseline_or_clear_refusal():
+def test_modal_method_baseline():
     model = small_model()
-    if not hasattr(sysred, "modal_truncation"):
-        with pytest.raises(NotImplementedError, match="modal_truncation"):
-            reduce(model, rank=2, method="modal")
-        return
     reduced = reduce(model, rank=2, method="modal", L=50)
     assert [layer.N for layer in reduced.layers] == [2, 2]
     x = torch.randn(2, 50, 2)
