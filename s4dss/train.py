@@ -19,6 +19,7 @@ average equals the single-process mean over the global batch.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import math
@@ -468,6 +469,14 @@ def train(
         summary["val"] = evaluate(model, task.val, task.collate, cfg.eval_batch_size)
         summary["test"] = evaluate(model, task.test, task.collate, cfg.eval_batch_size)
         metrics.write({"event": "test", "step": global_step, **summary["test"]})
+        if best_path.exists():
+            # LRA practice: report test accuracy of the epoch with the best validation accuracy
+            best_model = copy.deepcopy(model)
+            ck = load_checkpoint(best_path, kind="train")
+            load_model_state(best_model, ck["model_state"], source=str(best_path))
+            summary["test_at_best_val"] = evaluate(
+                best_model, task.test, task.collate, cfg.eval_batch_size
+            )
         if rank == 0:
             tmp = run_dir / "summary.json.tmp"
             tmp.write_text(json.dumps(summary, indent=1) + "\n")

@@ -61,7 +61,9 @@ def test_learns_better_than_chance(tmp_path):
     assert summary["test"]["acc"] > 0.8 > before["acc"] - 0.2
     assert summary["test"]["n"] == 128
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()
-    assert json.loads((tmp_path / "summary.json").read_text())["step"] == 6 * 32
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["step"] == 6 * 32
+    assert saved["test_at_best_val"]["n"] == 128 and saved["test_at_best_val"]["acc"] > 0.8
 
 
 def test_deterministic_given_seed(tmp_path):
