@@ -153,27 +153,34 @@ def rel_errors(h, ref):
 # ---------------------------------------------------------------------------------------------
 
 
+def sysred_version():
+    """Where sysred was imported from and which commit it is (if it lives in this checkout,
+    or in a ``git archive`` export holding a ``COMMIT`` file next to the package)."""
+    pkg = Path(sysred.__file__).resolve().parent
+    stamp = pkg.parent / "COMMIT"
+    if stamp.is_file():
+        return f"sysred: {pkg} (exported commit {stamp.read_text().strip()})"
+    if pkg.parent != HERE.parent:
+        return f"sysred: {pkg} (outside this checkout)"
+    try:
+        git = ["git", "-C", str(HERE.parent)]
+        rev = subprocess.run(
+            git + ["log", "-1", "--format=%h %s", "--", "sysred"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            git + ["status", "--porcelain", "--", "sysred"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return f"sysred: {pkg}"
+    return f"sysred: {pkg}, last commit {rev!r}{' + uncommitted changes' if dirty else ''}"
+
+
 def header(dps):
     out("# sysred accuracy benchmark: HSVs against an mpmath reference")
     out(f"date: {time.strftime('%Y-%m-%d %H:%M:%S')}  host: {platform.node()}  "
         f"python {platform.python_version()}  numpy {np.__version__}  "
         f"reference precisions: {dps[0]} and {dps[1]} digits")  # fmt: skip
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(HERE.parent), "log", "-1", "--format=%h %s", "--", "sysred"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "sysred"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        out(f"sysred: last commit {rev!r}{' + uncommitted changes' if dirty else ''}")
-    except OSError:
-        pass
+    out(sysred_version())
 
 
 def decade_of(ratio):
