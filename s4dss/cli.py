@@ -115,7 +115,14 @@ def cmd_train(args) -> int:
 
     from s4dss.checkpoint import load_checkpoint, load_model_state
     from s4dss.config import ConfigError, diff, load_config, read_yaml, save_config
-    from s4dss.train import RESUME_SAFE, TrainConfig, build_model, seed_everything, train
+    from s4dss.train import (
+        RESUME_SAFE,
+        TrainConfig,
+        build_model,
+        model_from_config,
+        seed_everything,
+        train,
+    )
 
     overrides = list(args.overrides)
     if args.run_dir is not None:
@@ -162,15 +169,11 @@ def cmd_train(args) -> int:
         init_from = cfg["run"].get("init_from")
         if args.resume:
             # the checkpoint knows its architecture; its weights are loaded by train()
-            from s4dss.model import S4Model
-
-            model = S4Model(**last["model_config"])
+            model = model_from_config(last["model_config"])
         elif init_from:
             # start from another run's weights (e.g. a reduced model): its architecture wins
             ck = load_checkpoint(init_from)
-            from s4dss.model import S4Model
-
-            model = S4Model(**ck["model_config"])
+            model = model_from_config(ck["model_config"])
             load_model_state(model, ck["model_state"], source=str(init_from))
         else:
             try:
@@ -200,10 +203,10 @@ def cmd_train(args) -> int:
 
 def _model_from_checkpoint(path: Path):
     from s4dss.checkpoint import load_checkpoint, load_model_state
-    from s4dss.model import S4Model
+    from s4dss.train import model_from_config
 
     ck = load_checkpoint(path)
-    model = S4Model(**ck["model_config"])
+    model = model_from_config(ck["model_config"])
     load_model_state(model, ck["model_state"], source=str(path))
     return ck, model
 
@@ -263,6 +266,10 @@ def cmd_reduce(args) -> int:
     L = args.L or int((ck.get("task") or {}).get("seq_len") or 1024)
     reduced = s4dss.reduce(model, rank=args.rank, tol=args.tol, method=args.method, L=L)
     rep = reduced.reduction_report
+    if hasattr(reduced, "encoder") and hasattr(reduced.encoder, "config"):
+        # reduce() updates the top-level config only; a wrapped encoder records its new orders
+        reduced.encoder.config["d_state"] = [layer.order for layer in rep.layers]
+        reduced.encoder.config["lambda_per_channel"] = True
     reduction = {
         "source": str(args.checkpoint),
         "rank": args.rank,

@@ -288,8 +288,6 @@ def train(
     """
     if isinstance(cfg, dict):
         cfg = TrainConfig(**cfg)
-    if task.pair:
-        raise ValueError(f"task {task.name!r} has document pairs; train needs a two-tower model")
     run_dir = Path(run_dir)
     rank, world = dist_info()
     if cfg.num_threads:
@@ -484,11 +482,66 @@ def train(
     return summary
 
 
+class PairClassifier(nn.Module):
+    """Two-tower classifier for document-pair tasks (LRA Retrieval / AAN).
+
+    One shared :class:`s4dss.S4Model` encodes each document to a pooled ``d_model`` vector
+    (its decoder is a ``d_model -> d_model`` projection); an MLP classifies
+    ``[u, v, u*v, u-v]``, the LRA dual-encoder head.
+
+    Parameters
+    ----------
+    n_classes : int
+    d_hidden : int, optional
+        Width of the head's hidden layer (default ``d_model``).
+    **encoder
+        :class:`s4dss.S4Model` arguments except ``d_output``.
+    """
+
+    def __init__(self, n_classes: int, d_hidden: int | None = None, **encoder):
+        super().__init__()
+        from s4dss.model import S4Model
+
+        encoder.pop("d_output", None)
+        d_model = encoder.setdefault("d_model", 64)
+        self.n_classes, self.d_hidden = n_classes, d_hidden or d_model
+        self.encoder = S4Model(d_output=d_model, **encoder)
+        self.head = nn.Sequential(
+            nn.Linear(4 * d_model, self.d_hidden), nn.GELU(), nn.Linear(self.d_hidden, n_classes)
+        )
+
+    @property
+    def config(self) -> dict:
+        """Constructor arguments (always in step with the encoder's, e.g. after reduction)."""
+        enc = {k: v for k, v in self.encoder.config.items() if k != "d_output"}
+        return {"kind": "pair", "n_classes": self.n_classes, "d_hidden": self.d_hidden, **enc}
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(B, 2, L)`` token ids, ``lengths`` ``(B, 2)`` -> logits ``(B, n_classes)``."""
+        B = x.shape[0]
+        flat_len = None if lengths is None else lengths.reshape(-1)
+        z = self.encoder(x.reshape(B * 2, *x.shape[2:]), lengths=flat_len).view(B, 2, -1)
+        u, v = z[:, 0], z[:, 1]  # (B d_model)
+        return self.head(torch.cat([u, v, u * v, u - v], dim=-1))
+
+
+def model_from_config(config: dict) -> nn.Module:
+    """Rebuild a model from a checkpoint's ``model_config`` (S4Model or PairClassifier)."""
+    config = dict(config)
+    if config.pop("kind", None) == "pair":
+        return PairClassifier(**config)
+    from s4dss.model import S4Model
+
+    return S4Model(**config)
+
+
 def build_model(model_cfg: dict, task: TaskData) -> nn.Module:
     """Build the model a config describes, sized for ``task``.
 
     ``model_cfg["name"]`` is ``"s4"`` (:class:`s4dss.S4Model`); the remaining keys are its
-    constructor arguments. ``d_output`` and ``vocab_size``/``d_input`` come from the task.
+    constructor arguments. ``d_output`` and ``vocab_size``/``d_input`` come from the task. For
+    pair tasks (AAN) the model is a :class:`PairClassifier` around such an encoder (extra
+    option ``d_hidden``).
     """
     cfg = dict(model_cfg)
     name = cfg.pop("name", "s4")
@@ -504,6 +557,9 @@ def build_model(model_cfg: dict, task: TaskData) -> nn.Module:
     else:
         cfg["d_input"] = task.d_input
     try:
+        if task.pair:
+            return PairClassifier(task.n_classes, **cfg)
+        cfg.pop("d_hidden", None)
         return S4Model(d_output=task.n_classes, **cfg)
     except TypeError as e:
         raise TypeError(f"model section: {e}") from None

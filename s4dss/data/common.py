@@ -107,7 +107,7 @@ class PairDataset(Dataset):
 
 
 def _pad(seqs: list[torch.Tensor], pad_value, pad_to: int | None, side: str) -> torch.Tensor:
-    length = max(s.shape[0] for s in seqs)
+    length = max(1, max(s.shape[0] for s in seqs))  # an all-empty batch still has one step
     if pad_to is not None:
         length = max(length, pad_to)
     out = torch.full((len(seqs), length, *seqs[0].shape[1:]), pad_value, dtype=seqs[0].dtype)
@@ -148,11 +148,12 @@ class PadCollate:
         if isinstance(xs[0], tuple):  # pair task: pad both members to a common length
             a = [p[0] for p in xs]
             b = [p[1] for p in xs]
-            lengths = torch.tensor([[p[0].shape[0], p[1].shape[0]] for p in xs])
+            # empty documents count as one (padding) step: models need length >= 1
+            lengths = torch.tensor([[p[0].shape[0], p[1].shape[0]] for p in xs]).clamp(min=1)
             both = _pad(a + b, self.pad_value, self.pad_to, self.side)
             x = torch.stack([both[: len(a)], both[len(a) :]], dim=1)  # (B, 2, L)
             return x, y, lengths
-        lengths = torch.tensor([s.shape[0] for s in xs])
+        lengths = torch.tensor([s.shape[0] for s in xs]).clamp(min=1)
         return _pad(list(xs), self.pad_value, self.pad_to, self.side), y, lengths
 
 
