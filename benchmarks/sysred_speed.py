@@ -301,7 +301,7 @@ def compare_case(case, rng, H, N, r):
     out("")
     out(
         f"## case '{case}': H = {H} channels, N = {N}, r = {r}, discrete time, sysred path "
-        f"'{path}'" + ("" if strict else f", strict=False ({nwarn} warnings)")
+        f"'{path}'" + ("" if strict else f", strict=False ({nwarn} warning(s))")
     )
     out(
         f"HSV decay sigma_{k + 1}/sigma_1 over channels: median {np.median(q[:, k]):.2e}, "
@@ -346,7 +346,7 @@ def sweep(rng, H, r, Ns, case):
         G = make_system(a, b, c)
         rN = min(r, N - 1)
         t, times, (_, path, _) = timed(
-            lambda G=G, rN=rN: run_sysred(G, rN, strict=False), ARGS.repeats, budget=10.0
+            lambda G=G, rN=rN: run_sysred(G, rN, strict=False), ARGS.repeats, budget=6.0
         )
         if prev is None:
             out(f"{N:5d} {t:9.3f} {len(times):7d} {'-':>7s} {'-':>8s} {path:>10s}")
@@ -374,6 +374,8 @@ def plot(sweeps, path):
     t0 = next(iter(sweeps.values()))[0][1]
     for e, style in ((2, ":"), (3, "--")):
         ax.loglog(Ns, t0 * (Ns / Ns[0]) ** e, "k" + style, lw=0.8, label=f"~ N^{e}")
+    ax.set_xticks(Ns, [str(int(n)) for n in Ns])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("N (states per channel)")
     ax.set_ylabel("seconds (median)")
     ax.set_title(
