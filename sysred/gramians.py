@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from sysred._checks import require_stable
+from sysred._parallel import map_batch
 from sysred.errors import SysredError
 from sysred.lyapunov import cauchy_factor, hammarling_factor, slycot_factor
 from sysred.systems import DiagonalStateSpace
@@ -171,5 +172,9 @@ def hankel_singular_values(sys, backend="auto", horizon=None):
     >>> sysred.hankel_singular_values(G).round(12).tolist()
     [0.5]
     """
-    R, S, _ = gramian_factors(sys, backend, horizon)
-    return np.linalg.svd(S.conj().swapaxes(-1, -2) @ R, compute_uv=False)
+
+    def hsv(chunk):
+        R, S, _ = gramian_factors(chunk, backend, horizon)
+        return (np.linalg.svd(S.conj().swapaxes(-1, -2) @ R, compute_uv=False),)
+
+    return map_batch(hsv, sys)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sysred._checks import require_stable, require_system
+from sysred._parallel import one_blas_thread
 from sysred.errors import ShapeError, SysredError
 from sysred.gramians import gramian_factors
 from sysred.systems import StateSpace
@@ -163,7 +164,8 @@ def hinf_norm(sys, other=None, tol=1e-10, return_frequency=False):
     ]
     norms, freqs = [], []
     for A, B, C, D in zip(*flat, strict=True):
-        g, w = _hinf_continuous(A, B, C, D, tol)
+        with one_blas_thread():
+            g, w = _hinf_continuous(A, B, C, D, tol)
         if disc:
             w = 2.0 * np.arctan(w) / sys.dt if np.isfinite(w) else np.pi / sys.dt
         norms.append(g)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sysred._checks import require_stable, require_system
+from sysred._parallel import map_batch, one_blas_thread
 from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
 from sysred.gramians import gramian_factors
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
@@ -146,8 +147,22 @@ def _ct(X):
     return X.conj().swapaxes(-1, -2)
 
 
+def _factors_and_svd(sys, backend, horizon):
+    """Gramian factors and the SVD of ``S^H R`` for a (chunk of a) batch."""
+    R, S, path = gramian_factors(sys, backend, horizon)
+    U, hsv, Vh = np.linalg.svd(_ct(S) @ R)  # (..., n, n), (..., n), (..., n, n)
+    return R, S, U, hsv, Vh, path
+
+
 def balanced_truncation(
-    sys, order=None, tol=None, method="sqrt", strict=True, backend="auto", horizon=None
+    sys,
+    order=None,
+    tol=None,
+    method="sqrt",
+    strict=True,
+    backend="auto",
+    horizon=None,
+    workers=None,
 ):
     """Square-root balanced truncation (Laub/Tombs-Laub; Varga's balancing-free variant).
 
@@ -194,6 +209,9 @@ def balanced_truncation(
         what a convolution kernel of length L uses. Needs no stability, gives no a-priori
         bound (``bound`` is NaN, ``tol`` is not allowed) and reports the measured
         ``error`` instead. The reduced model need not be stable.
+    workers : int, optional
+        Threads over which a batch is split (chunks of >= 16 systems); default: the CPUs
+        available (``$SYSRED_WORKERS`` overrides). The result does not depend on it.
 
     Returns
     -------
@@ -216,6 +234,11 @@ def balanced_truncation(
     >>> res.system.n, bool(res.bound >= sysred.hinf_norm(G, res.system))
     (2, True)
     """
+    with one_blas_thread():  # small batched matrices: BLAS threads only oversubscribe
+        return _balanced_truncation(sys, order, tol, method, strict, backend, horizon, workers)
+
+
+def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, workers):
     if (order is None) == (tol is None):
         raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
     if method not in ("sqrt", "bfsr"):
@@ -224,8 +247,9 @@ def balanced_truncation(
         require_stable(sys, "balanced truncation")
     elif tol is not None:
         raise OrderError("time-limited BT has no a-priori bound: give order, not tol")
-    R, S, path = gramian_factors(sys, backend, horizon)
-    U, hsv, Vh = np.linalg.svd(_ct(S) @ R)  # (..., n, n), (..., n), (..., n, n)
+    R, S, U, hsv, Vh, path = map_batch(
+        lambda chunk: _factors_and_svd(chunk, backend, horizon), sys, workers
+    )
     if tol is not None:
         if not tol >= 0:
             raise OrderError(f"tol must be a non-negative number, got {tol!r}")

@@ -148,3 +148,17 @@ def test_diagonal_and_dense_paths_agree():
     h_diag = sysred.hankel_singular_values(G)
     h_dense = sysred.hankel_singular_values(G.to_dense())
     assert np.max(np.abs(h_diag - h_dense)) <= 1e-11 * h_diag[0]
+
+
+def test_threaded_batch_equals_single_thread_and_one_at_a_time():
+    G = random_diagonal(np.random.default_rng(30), 12, 1, 1, discrete=True, batch=(70,))
+    one = sysred.balanced_truncation(G, order=4, workers=1)
+    two = sysred.balanced_truncation(G, order=4, workers=3)  # 3 chunks of >= 23 systems
+    np.testing.assert_array_equal(one.hsv, two.hsv)
+    np.testing.assert_array_equal(one.system.A, two.system.A)
+    assert one.path == two.path == "diagonal"
+    for k in (0, 35, 69):
+        single = sysred.balanced_truncation(G[k], order=4)
+        np.testing.assert_allclose(two.hsv[k], single.hsv, rtol=1e-13)
+        assert sysred.hinf_norm(two.system[k], single.system) <= 1e-10 * single.hsv[0]
+    np.testing.assert_allclose(sysred.hankel_singular_values(G), one.hsv, rtol=1e-12)
