@@ -114,7 +114,7 @@ def cmd_train(args) -> int:
     import torch.distributed as dist
 
     from s4dss.checkpoint import load_checkpoint, load_model_state
-    from s4dss.config import ConfigError, diff, load_config, read_yaml, save_config
+    from s4dss.config import ConfigError, diff, load_config, save_config
     from s4dss.train import (
         RESUME_SAFE,
         TrainConfig,
@@ -142,10 +142,6 @@ def cmd_train(args) -> int:
             f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
             "another --run-dir"
         )
-    if args.resume and config_path != run_dir / "config.yaml":
-        saved = run_dir / "config.yaml"
-        if saved.is_file():
-            read_yaml(saved)  # a malformed saved config is reported before anything runs
     try:
         TrainConfig(**cfg["train"])
     except (TypeError, ValueError) as e:
@@ -164,7 +160,7 @@ def cmd_train(args) -> int:
         seed_everything(int(cfg["train"]["seed"]))
         try:
             task = _load_task(cfg["task"], rank, world)
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"task section: {e}") from None
         init_from = cfg["run"].get("init_from")
         if args.resume:
