@@ -27,7 +27,7 @@ def _generated(name: str, data_dir, params: dict, write: Callable[[Path], None])
     """
     if data_dir is None:
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-        data_dir = Path("data") / f"{name}-{digest}"
+        data_dir = Path("runs") / "data" / f"{name}-{digest}"  # runs/ is git-ignored
     data_dir = Path(data_dir)
     record = data_dir / GENERATOR_RECORD
     if record.is_file():
