@@ -18,7 +18,11 @@ The generator's rules, which the tests check on the pixels alone:
   exactly "same path";
 - markers are 3x3 squares of value 255 on path ends (path pixels have value ``PATH_VALUE``);
   a positive image has one path carrying both markers, a negative image two paths carrying one
-  marker each; both have ``n_paths`` paths in total, the rest unmarked distractors.
+  marker each; both have ``n_paths`` paths in total, the rest unmarked distractors;
+- the markers' distance carries no label information: in a negative image the second marker
+  is placed where a path of the same length from the first marker could end (a first version
+  without this rule let a small model reach 84% on 16x16 images within one epoch from the
+  marker distance alone).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from s4dss.data.common import (
 PATH_VALUE = 160
 MARKER_VALUE = 255
 LINK_RADIUS = 2  # drawn pixels of one path link within this Chebyshev distance
+MIN_MARKER_DISTANCE = 6  # Chebyshev distance between the two markers' centres
 DEFAULT_DIFFICULTY = "curv_contour_length_14"
 LAYOUT = (
     "<root>/<difficulty>/metadata/<batch>.npy (text rows 'imgs/<batch> sample_<i>.png <i> "
@@ -49,10 +54,10 @@ LAYOUT = (
 )
 
 
-def _trace(rng: np.random.Generator, size: int, length: int, curvature: float):
-    """A smooth random 8-connected pixel chain of ``length`` distinct steps, or None."""
+def _trace(rng: np.random.Generator, size: int, length: int, curvature: float, start=None):
+    """A smooth random 8-connected pixel chain of ``length`` distinct pixels, or None."""
     lo, hi = 1.0, size - 2.0  # keep one pixel of border for the 3x3 markers
-    y, x = rng.uniform(lo, hi, size=2)
+    y, x = rng.uniform(lo, hi, size=2) if start is None else map(float, start)
     theta = rng.uniform(0, 2 * np.pi)
     chain = [(int(np.floor(y + 0.5)), int(np.floor(x + 0.5)))]
     for _ in range(4 * length):
@@ -67,6 +72,10 @@ def _trace(rng: np.random.Generator, size: int, length: int, curvature: float):
         if len(chain) == length:
             return chain
     return None
+
+
+def _cheb(p, q) -> int:
+    return max(abs(p[0] - q[0]), abs(p[1] - q[1]))
 
 
 def _square(p, size):
@@ -117,17 +126,24 @@ def generate_image(
     for _ in range(max_tries):
         img = np.zeros((size, size), dtype=np.uint8)
         occupied = np.zeros((size, size), dtype=bool)
+        first_marker = None  # centre of the marker on path 0
         ok = True
         for k in range(n_paths):
             placed = False
             for _ in range(50):
-                chain = _trace(rng, size, path_length, curvature)
+                start = None
+                if not label and k == 1:
+                    # the second marker sits where a positive path from the first marker could
+                    # end, so marker distance gives no clue about the label
+                    phantom = _trace(rng, size, path_length, curvature, start=first_marker)
+                    if phantom is None or _cheb(phantom[0], phantom[-1]) < MIN_MARKER_DISTANCE:
+                        continue
+                    start = phantom[-1]
+                chain = _trace(rng, size, path_length, curvature, start=start)
                 if chain is None:
                     continue
-                if label and k == 0:
-                    (r0, c0), (r1, c1) = chain[0], chain[-1]
-                    if max(abs(r0 - r1), abs(c0 - c1)) < 6:  # keep the two markers apart
-                        continue
+                if label and k == 0 and _cheb(chain[0], chain[-1]) < MIN_MARKER_DISTANCE:
+                    continue
                 drawn = [p for i, p in enumerate(chain) if i % (dash + gap) < dash]
                 drawn.append(chain[-1])
                 markers = []
@@ -145,6 +161,8 @@ def generate_image(
                     img[p] = MARKER_VALUE
                 for p in pix:
                     occupied[p] = True
+                if k == 0:
+                    first_marker = chain[0]
                 placed = True
                 break
             if not placed:
