@@ -129,3 +129,17 @@ def test_loader_errors(tmp_path):
     (base / "metadata" / "0.npy").write_text("imgs/0 sample_0.png 0\n")
     with pytest.raises(MalformedDataError, match=r"0\.npy:1"):
         pf.load(tmp_path)
+
+
+def test_marker_distance_is_no_cue():
+    """Both classes have the same distribution of marker distances (within noise)."""
+    rng = np.random.default_rng(3)
+    dist = {0: [], 1: []}
+    for i in range(120):
+        img = pf.generate_image(rng, i % 2, size=24, path_length=14, n_paths=2)
+        lab = components(img == pf.MARKER_VALUE, radius=1)
+        centres = [np.argwhere(lab == k).mean(0) for k in (1, 2)]
+        dist[i % 2].append(np.abs(centres[0] - centres[1]).max())
+    pos, neg = np.array(dist[1]), np.array(dist[0])
+    assert abs(pos.mean() - neg.mean()) < 1.0
+    assert abs(np.median(pos) - np.median(neg)) <= 1.0
