@@ -92,8 +92,13 @@ def _hinf_continuous(A, B, C, D, tol):
     negative ones included (no conjugate symmetry).
     """
     poles = np.linalg.eigvals(A)
-    # Starting frequencies: 0, and near every pole's resonance (its imaginary part, with sign).
-    cands = np.unique(np.concatenate([[0.0], poles.imag, np.abs(poles), -np.abs(poles)]))
+    # Starting frequencies: 0, near every pole's resonance (its imaginary part, with sign), and
+    # a coarse log grid of both signs. A good start matters beyond speed: when the start is
+    # ||D|| (peak "at infinity"), gamma^2 I - D^H D is nearly singular at the first level and
+    # the Hamiltonian's imaginary eigenvalues are computed too inaccurately to be seen.
+    mags = np.abs(poles[poles != 0]) if np.any(poles != 0) else np.ones(1)
+    grid = np.logspace(np.log10(mags.min()) - 2, np.log10(mags.max()) + 2, 40)
+    cands = np.unique(np.concatenate([[0.0], poles.imag, mags, -mags, grid, -grid]))
     sig = _sigma_max(A, B, C, D, cands)
     k = int(np.argmax(sig))
     gamma_lb, w_peak = float(sig[k]), float(cands[k])
@@ -104,10 +109,12 @@ def _hinf_continuous(A, B, C, D, tol):
         return 0.0, 0.0
     for _ in range(200):
         gamma = (1.0 + 2.0 * tol) * gamma_lb
-        ev = np.linalg.eigvals(_hamiltonian(A, B, C, D, gamma))
+        Hm = _hamiltonian(A, B, C, D, gamma)
+        ev = np.linalg.eigvals(Hm)
         # loose test on purpose: a spurious candidate costs one evaluation, a missed one is a
-        # wrong answer
-        on_axis = np.abs(ev.real) <= 1e-6 * np.maximum(1.0, np.abs(ev))
+        # wrong answer (eigenvalues of an ill-conditioned H move by ~eps * ||H|| * cond)
+        axis_tol = np.maximum(1e-6 * np.maximum(1.0, np.abs(ev)), 1e-10 * np.linalg.norm(Hm, 1))
+        on_axis = np.abs(ev.real) <= axis_tol
         w = np.sort(ev[on_axis].imag)
         if w.size == 0:
             break

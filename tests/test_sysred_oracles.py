@@ -23,11 +23,11 @@ import sysred
 SLICOT_FILES = ["building", "pde", "cdplayer", "heat", "iss", "beam"]
 
 
-def assert_hsv_match(ours, ref):
+def assert_hsv_match(ours, ref, atol=1e-11):
     ours, ref = np.asarray(ours), np.asarray(ref)
     assert ours.shape == ref.shape
     s1 = ref[0]
-    assert np.max(np.abs(ours - ref)) <= 1e-11 * s1
+    assert np.max(np.abs(ours - ref)) <= atol * s1
     big = ref >= 1e-6 * s1
     assert np.max(np.abs(ours - ref)[big] / ref[big]) <= 1e-9
 
@@ -64,12 +64,18 @@ def test_hsv_complex_dense_vs_ab09ad_on_realification(discrete):
     assert_hsv_match(np.repeat(sysred.hankel_singular_values(G), 2), ref)
 
 
+# The beam's sigma_1 is itself only determined to ~2e-11 relative in double precision: AB09AD
+# moves it by 5e-12 between 1 and 2 BLAS threads, sysred by 2e-11, and the published values
+# differ from AB09AD's by 2.8e-11 sigma_1 (measured here). 1e-11 cannot be verified there.
+ATOL = {"beam": 5e-11}
+
+
 @pytest.mark.parametrize("name", SLICOT_FILES)
 def test_hsv_slicot_benchmarks(name, slicot_dir):
     G, published = load_slicot(slicot_dir / f"{name}.mat")
     ours = sysred.hankel_singular_values(G)
     _, ref = slycot_bt(G, 1)
-    assert_hsv_match(ours, ref)
+    assert_hsv_match(ours, ref, ATOL.get(name, 1e-11))
     # the published values come from 2001 MATLAB code: same 1e-6 * sigma_1 range, looser
     big = published >= 1e-6 * published[0]
     assert np.max(np.abs(ours - published)[big] / published[big]) <= 1e-8
@@ -116,6 +122,15 @@ def test_reduced_model_complex_diagonal_vs_ab09ad(discrete):
 def test_hinf_vs_ab13dd(discrete, complex_, seed):
     G = random_dense(np.random.default_rng(seed), 12, 2, 3, discrete=discrete, complex_=complex_)
     ref = slycot_hinf(sysred.realify(G))
+    assert abs(sysred.hinf_norm(G) - ref) <= 1e-8 * ref
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_hinf_peak_near_nyquist_vs_ab13dd(seed):
+    # seed 4 once failed by 1.4%: the peak (theta = -2.94) lies just above ||D_c|| of the
+    # bilinear image, where a start at ||D|| makes the Hamiltonian ill-conditioned
+    G = random_dense(np.random.default_rng(seed), 30, 2, 3, discrete=True)
+    ref = slycot_hinf(G)
     assert abs(sysred.hinf_norm(G) - ref) <= 1e-8 * ref
 
 
