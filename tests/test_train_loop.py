@@ -36,7 +36,9 @@ def task(**kw):
     return get_task("majority", **{"n_train": 96, "n_val": 32, "n_test": 32, "length": 12, **kw})
 
 
-CFG = dict(epochs=3, batch_size=16, lr=1e-2, weight_decay=0.0, progress=False, log_every=1)
+CFG = dict(
+    epochs=3, batch_size=16, lr=1e-2, weight_decay=0.0, progress=False, log_every=1, num_threads=1
+)
 
 
 def make_model(seed=0):

@@ -29,7 +29,7 @@ def test_tiny_s4_model_beats_chance_on_easy_task(tmp_path):
     torch.manual_seed(0)
     model = build_model({"name": "s4", "d_model": 16, "n_layers": 1, "d_state": 8}, task)
     assert evaluate(model, task.test, task.collate)["acc"] < 0.75
-    cfg = dict(epochs=4, batch_size=16, lr=1e-2, weight_decay=0.0, progress=False)
+    cfg = dict(epochs=4, batch_size=16, lr=1e-2, weight_decay=0.0, progress=False, num_threads=1)
     summary = train(model, task, cfg, tmp_path)
     # chance is 0.5; a working model + trainer gets far above it
     assert summary["test"]["acc"] >= 0.8, summary
@@ -46,7 +46,7 @@ def test_tiny_s4_model_learns_generated_listops_tokens(tmp_path):
     model = build_model(
         {"name": "s4", "d_model": 32, "n_layers": 2, "d_state": 8, "prenorm": True}, task
     )
-    cfg = dict(epochs=8, batch_size=20, lr=1e-2, weight_decay=0.0, progress=False)
+    cfg = dict(epochs=8, batch_size=20, lr=1e-2, weight_decay=0.0, progress=False, num_threads=1)
     summary = train(model, task, cfg, tmp_path / "run")
     ys = torch.tensor([task.test[i][1] for i in range(len(task.test))])
     majority = float(torch.bincount(ys).max()) / len(ys)
