@@ -259,7 +259,8 @@ def header():
     out("# sysred speed benchmark")
     out(
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S')}  host: {platform.node()}  "
-        f"python {platform.python_version()}  numpy {np.__version__}  cpus: {os.cpu_count()}"
+        f"python {platform.python_version()}  numpy {np.__version__}  cpus: {os.cpu_count()}  "
+        f"load avg (1/5 min) at start: {os.getloadavg()[0]:.1f}/{os.getloadavg()[1]:.1f}"
     )
     out(sysred_version())
     libs = [
@@ -428,7 +429,10 @@ def main():
             met = "" if goal is None else f" (target >= {goal}x: {verdict})"
             cells.append(f"vs {ref} {x:6.1f}x{met}")
         out(f"{s['case']:9s}: " + ", ".join(cells))
-    out(f"total wall time {time.perf_counter() - t_start:.0f} s")
+    out(
+        f"total wall time {time.perf_counter() - t_start:.0f} s; load avg at end "
+        f"{os.getloadavg()[0]:.1f} (a shared machine: compare ratios within this run)"
+    )
     if outdir:
         Path(outdir).mkdir(parents=True, exist_ok=True)
         (Path(outdir) / "sysred_speed.txt").write_text("\n".join(out.lines) + "\n")
