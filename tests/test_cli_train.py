@@ -102,7 +102,10 @@ def test_killed_subprocess_resumes_to_identical_weights(tmp_path, reference, sig
     proc.send_signal(sig)
     _, err = proc.communicate()
     # the run may rarely have finished before the signal landed; then resume is a no-op
-    assert proc.returncode in (0, 130 if sig == signal.SIGINT else -sig), err
+    # (a SIGINT landing during the final test evaluation, after the loop, is a plain
+    # KeyboardInterrupt; the last checkpoint is then the complete final epoch)
+    expected = (0, 130 if sig == signal.SIGINT else -sig)
+    assert proc.returncode in expected or "KeyboardInterrupt" in err, err
     print("killed with return code", proc.returncode)
     if sig == signal.SIGINT and proc.returncode == 130:
         ck = load_checkpoint(run / "last.pt")
