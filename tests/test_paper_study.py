@@ -150,3 +150,15 @@ def test_quick_preset_cli(tmp_path):
         text=True,
     )
     assert "0 runs executed" in done.stdout
+
+
+def test_device_wrapper_path(tmp_path):
+    """``--device`` other than "cpu" trains through the _OnDevice wrapper ("cpu:0" here)."""
+    spec = copy.deepcopy(TINY)
+    ts = spec["tasks"]["majority"]
+    ts.update(pre_epochs=1, ranks=[2], corr_epochs=[0])
+    executed = paper.run_study(spec, tmp_path / "dev", preset="test", device="cpu:0",
+                               progress=False)["majority"]  # fmt: skip
+    assert "bt-r2-s0" in executed and "corr-e0-s0" in executed
+    rows = {r["run_id"]: r for r in _rows(tmp_path / "dev" / "results.csv")}
+    assert rows["bt-r2-s0"]["status"] == "ok"
