@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from s4dss.checkpoint import CheckpointError
     from s4dss.config import ConfigError
     from s4dss.data import DataError
+    from sysred import SysredError  # refusals of the reduction (unstable, degenerate order)
 
     try:
         if args.verb == "train":
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "evaluate":
             return cmd_evaluate(args)
         return cmd_reduce(args)
-    except (ConfigError, CheckpointError, DataError) as e:
+    except (ConfigError, CheckpointError, DataError, SysredError) as e:
         # user errors: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -260,7 +261,10 @@ def cmd_reduce(args) -> int:
         raise ConfigError("give exactly one of --rank and --tol")
     ck, model = _model_from_checkpoint(args.checkpoint)
     L = args.L or int((ck.get("task") or {}).get("seq_len") or 1024)
-    reduced = s4dss.reduce(model, rank=args.rank, tol=args.tol, method=args.method, L=L)
+    try:
+        reduced = s4dss.reduce(model, rank=args.rank, tol=args.tol, method=args.method, L=L)
+    except ValueError as e:  # bad rank/tol, and sysred's refusals (SysredError is a ValueError)
+        raise ConfigError(f"cannot reduce {args.checkpoint}: {e}") from None
     rep = reduced.reduction_report
     if hasattr(reduced, "encoder") and hasattr(reduced.encoder, "config"):
         # reduce() updates the top-level config only; a wrapped encoder records its new orders

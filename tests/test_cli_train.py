@@ -159,6 +159,11 @@ def test_overrides_and_clear_errors(tmp_path, reference, capsys):
     assert "truncated or corrupt" in capsys.readouterr().err
     assert main(["reduce", str(reference / "last.pt"), "--out", str(tmp_path / "o.pt")]) == 2
     assert "--rank" in capsys.readouterr().err
+    assert (
+        main(["reduce", str(reference / "last.pt"), "--rank", "9", "--out", str(tmp_path / "o.pt")])
+        == 2
+    )
+    assert "rank 9 out of range" in capsys.readouterr().err
     assert main(["train", "--run-dir", str(reference), "--resume", "train.lr=0.5"]) == 2
     assert "train.lr" in capsys.readouterr().err
     assert yaml.safe_load((reference / "config.yaml").read_text())["train"]["lr"] == 0.01
