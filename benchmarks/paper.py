@@ -1065,6 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="root of the real LRA files (preset lra)")
     p.add_argument("--tasks", help="comma-separated subset of the preset's tasks")
     p.add_argument("--threads", type=int, help="torch threads (default: the preset's)")
+    p.add_argument("--seeds", help="comma-separated seeds instead of the preset's (e.g. 0,1,2,3,4)")
     p.add_argument("--device", default="cpu", help="e.g. cuda (preset lra)")
     p.add_argument("--report-only", action="store_true", help="rebuild table/plots from CSVs")
     p.add_argument("--no-progress", action="store_true")
@@ -1072,6 +1073,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = resolve_preset(args.preset, args.data_dir)
     if args.threads:
         spec["threads"] = args.threads
+    if args.seeds:
+        spec["seeds"] = [int(x) for x in args.seeds.split(",")]
     argv_used = sys.argv[1:] if argv is None else argv
     command = "python benchmarks/paper.py " + " ".join(argv_used)
     if args.report_only:
