@@ -12,6 +12,9 @@ Which algorithm runs (the *path*):
 
 * ``"diagonal"`` -- ``DiagonalStateSpace``: closed-form Cauchy-like Gramians, pivoted Cholesky
   from the generators (:func:`sysred.lyapunov.cauchy_factor`), vectorised over the batch.
+* ``"diagonal-lowrank"`` -- the same, pivoting stopped early (``rank_tol``): low-rank factors.
+* ``"diagonal-horizon"`` -- time-limited (finite-horizon) Gramians of discrete-time diagonal
+  systems, formed explicitly and factored by pivoted Cholesky.
 * ``"hammarling"`` -- dense systems (default): sysred's complex-Schur Hammarling solver, one
   batch entry at a time.
 * ``"slycot"`` -- dense real systems with ``backend="slycot"``: SLICOT ``SB03OD``. About 2-3x
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sysred._checks import require_stable
+from sysred._checks import require_stable, require_system
 from sysred._parallel import map_batch
 from sysred.errors import SysredError
 from sysred.lyapunov import cauchy_factor, hammarling_factor, slycot_factor
@@ -51,6 +54,7 @@ def _dense_path(sys, backend):
 
 
 def _require_horizon_ok(sys, horizon):
+    require_system(sys)
     if not sys.is_discrete:
         raise SysredError("a finite horizon (time-limited Gramians) needs a discrete-time system")
     if not isinstance(sys, DiagonalStateSpace):
@@ -61,7 +65,7 @@ def _require_horizon_ok(sys, horizon):
         raise SysredError(f"horizon must be a positive integer, got {horizon!r}")
 
 
-def gramian_factors(sys, backend="auto", horizon=None):
+def gramian_factors(sys, backend="auto", horizon=None, rank_tol=None):
     """Square-root factors ``R, S`` of the Gramians, ``P = R R^H``, ``Q = S S^H``.
 
     Computed directly (never by factoring a computed Gramian), so that the HSVs keep their
@@ -70,7 +74,7 @@ def gramian_factors(sys, backend="auto", horizon=None):
     Parameters
     ----------
     sys : StateSpace or DiagonalStateSpace
-        Asymptotically stable, possibly batched.
+        Asymptotically stable (unless ``horizon``), possibly batched.
     backend : {"auto", "numpy", "slycot"}
         For dense systems: sysred's own Hammarling solver (``"auto"`` and ``"numpy"``) or
         SLICOT ``SB03OD`` (``"slycot"``, real only). Ignored for diagonal systems.
@@ -79,18 +83,23 @@ def gramian_factors(sys, backend="auto", horizon=None):
         ``P_L = sum_{k<L} A^k B B^H A^{kH}``, ``Q_L = sum_{k<L} A^{kH} C^H C A^k``, which
         describe the impulse response samples ``h_1 .. h_L`` only (the kernel a DSS layer
         uses for sequences of length L). No stability needed. Path ``"diagonal-horizon"``.
+    rank_tol : float, optional
+        Diagonal systems only: low-rank factors, truncated once the dropped columns' Frobenius
+        norm is ``<= rank_tol`` times the full factor's (pivoted Cholesky stopped early,
+        O(n k) per system instead of O(n^2)). Path ``"diagonal-lowrank"``.
 
     Returns
     -------
-    R, S : ndarray, shape (..., n, n)
-        Real for real systems.
+    R, S : ndarray, shape (..., n, kR) and (..., n, kS)
+        ``kR = kS = n`` unless ``rank_tol`` truncates. Real for real systems.
     path : str
-        ``"diagonal"``, ``"slycot"`` or ``"hammarling"``.
+        ``"diagonal"``, ``"diagonal-horizon"``, ``"diagonal-lowrank"``, ``"hammarling"`` or
+        ``"slycot"``.
 
     Raises
     ------
     UnstableSystemError
-        Some batch entry is not asymptotically stable.
+        Some batch entry is not asymptotically stable (and no ``horizon``).
 
     Examples
     --------
@@ -101,25 +110,38 @@ def gramian_factors(sys, backend="auto", horizon=None):
     >>> bool(np.allclose(G.A @ P + P @ G.A.T + G.B @ G.B.T, 0)), path
     (True, 'diagonal')
     """
+    R, S, path, _, _ = factors_with_tails(sys, backend, horizon, rank_tol)
+    return R, S, path
+
+
+def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None):
+    """:func:`gramian_factors` plus the dropped columns' Frobenius norms, shape (...)."""
     if horizon is not None:
         _require_horizon_ok(sys, horizon)
-        x, CH = sys.poles, sys.C.conj().swapaxes(-1, -2)
-        R = cauchy_factor(x, sys.B, True, horizon=horizon)
-        S = cauchy_factor(x.conj(), CH, True, horizon=horizon)
-        if not sys.is_complex:
-            R, S = R.real, S.real
-        return R, S, "diagonal-horizon"
-    require_stable(sys, "Gramian computation")
+    else:
+        require_stable(sys, "Gramian computation")
+    if not isinstance(sys, DiagonalStateSpace):
+        R, S, path = _dense_factors(sys, backend)
+        zero = np.zeros(sys.batch_shape)
+        return R, S, path, zero, zero
     disc = sys.is_discrete
-    if isinstance(sys, DiagonalStateSpace):
-        x = sys.poles
-        R = cauchy_factor(x, sys.B, disc)
-        S = cauchy_factor(x.conj(), sys.C.conj().swapaxes(-1, -2), disc)
-        if not sys.is_complex:
-            R, S = R.real, S.real
-        return R, S, "diagonal"
+    x, CH = sys.poles, sys.C.conj().swapaxes(-1, -2)
+    R, r_tail = cauchy_factor(x, sys.B, disc, horizon, rank_tol, return_tail=True)
+    S, s_tail = cauchy_factor(x.conj(), CH, disc, horizon, rank_tol, return_tail=True)
+    if not sys.is_complex:
+        R, S = R.real, S.real
+    if horizon is not None:
+        path = "diagonal-horizon"
+    else:
+        path = "diagonal-lowrank" if rank_tol is not None else "diagonal"
+    return R, S, path, r_tail, s_tail
+
+
+def _dense_factors(sys, backend):
+    """Hammarling (or SLICOT) factors, one batch entry at a time."""
     path = _dense_path(sys, backend)
     solve = slycot_factor if path == "slycot" else hammarling_factor
+    disc = sys.is_discrete
     A = sys.A.reshape((-1,) + sys.A.shape[-2:])
     B = sys.B.reshape((-1,) + sys.B.shape[-2:])
     C = sys.C.reshape((-1,) + sys.C.shape[-2:])

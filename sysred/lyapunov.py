@@ -162,7 +162,7 @@ def geometric_sum(z, length):
     return out
 
 
-def cauchy_factor(x, G, discrete=False, horizon=None):
+def cauchy_factor(x, G, discrete=False, horizon=None, rank_tol=None, return_tail=False):
     """Diagonally pivoted Cholesky factor of a Cauchy-like Gramian, batched.
 
     The Lyapunov equation with ``A = diag(x)`` has the closed-form solution
@@ -193,10 +193,19 @@ def cauchy_factor(x, G, discrete=False, horizon=None):
     discrete : bool
     horizon : int, optional
         Discrete time only: number of terms of the time-limited Gramian.
+    rank_tol : float, optional
+        Low-rank factor: stop pivoting once, for every batch entry, the Schur complement's
+        trace is ``<= rank_tol^2 * trace(X)``, i.e. ``||X - F F^H||_* <= rank_tol^2 trace(X)``
+        and the dropped factor columns have Frobenius norm ``<= rank_tol ||F_full||_F``.
+        O(n k m) per system for k kept columns (``m = 1``).
+    return_tail : bool
+        Also return the Frobenius norm of the dropped columns, shape (...).
 
     Returns
     -------
-    F : ndarray, shape (..., n, n), complex
+    F : ndarray, shape (..., n, k), complex
+        ``k = n`` unless ``rank_tol`` truncates.
+    tail : ndarray, shape (...), only with ``return_tail``
     """
     x = np.asarray(x, dtype=complex)
     G = np.asarray(G, dtype=complex)
@@ -206,14 +215,20 @@ def cauchy_factor(x, G, discrete=False, horizon=None):
     if horizon is not None:
         xi, xjc = x[:, :, None], x[:, None, :].conj()
         X = (G @ G.conj().swapaxes(-1, -2)) * geometric_sum(xi * xjc, horizon)  # (b, n, n)
-        Ft = _pivoted_cholesky_rows(X)
+        Ft, tail = _pivoted_cholesky_rows(X, rank_tol)
     elif G.shape[-1] == 1:
-        Ft = _cauchy_rank1(x, G[..., 0], discrete)
+        Ft, tail = _cauchy_rank1(x, G[..., 0], discrete, rank_tol)
     else:
         xi, xjc = x[:, :, None], x[:, None, :].conj()
         den = (1.0 - xi * xjc) if discrete else -(xi + xjc)  # (b, n, n)
-        Ft = _pivoted_cholesky_rows((G @ G.conj().swapaxes(-1, -2)) / den)
-    return Ft.swapaxes(-1, -2).reshape(batch + (n, n))
+        Ft, tail = _pivoted_cholesky_rows((G @ G.conj().swapaxes(-1, -2)) / den, rank_tol)
+    F = Ft.swapaxes(-1, -2).reshape(batch + (n, Ft.shape[1]))
+    return (F, tail.reshape(batch)) if return_tail else F
+
+
+def _truncated(trace, trace0, rank_tol):
+    """Whether every batch entry's remaining trace is below ``rank_tol^2 * trace0``."""
+    return rank_tol is not None and bool(np.all(trace <= rank_tol**2 * trace0))
 
 
 def _den_column(x, xp, discrete):
@@ -221,7 +236,7 @@ def _den_column(x, xp, discrete):
     return 1.0 - x * xp.conj() if discrete else -(x + xp.conj())
 
 
-def _cauchy_rank1(x, g, discrete):
+def _cauchy_rank1(x, g, discrete, rank_tol=None):
     """Pivoted Cholesky rows (b, n_pivots, n) for ``X_ij = g_i conj(g_j) / d_ij``.
 
     Schur complements stay Cauchy-like with updated generators
@@ -238,6 +253,11 @@ def _cauchy_rank1(x, g, discrete):
     Ft = np.empty((b, n, n), dtype=complex)
     for k in range(n):
         d = (g.real**2 + g.imag**2) / diag_den  # (b, n) Schur-complement diagonal
+        trace = np.maximum(d, 0.0).sum(axis=-1)  # (b,) = ||dropped columns||_F^2
+        if k == 0:
+            trace0 = trace
+        elif _truncated(trace, trace0, rank_tol):
+            return Ft[:, :k], np.sqrt(trace)
         piv = d.argmax(axis=-1)  # (b,)
         dp, gp, xp = d[rows, piv], g[rows, piv], x[rows, piv, None]  # (b,), (b,), (b, 1)
         inv_sqrt = np.zeros_like(dp)
@@ -245,16 +265,21 @@ def _cauchy_rank1(x, g, discrete):
         den = _den_column(x, xp, discrete)  # (b, n)
         Ft[:, k, :] = g * (gp.conj() * inv_sqrt)[:, None] / den  # X[:, p] / sqrt(X_pp)
         g *= sign * (x - xp) / den
-    return Ft
+    return Ft, np.zeros(b)
 
 
-def _pivoted_cholesky_rows(X):
-    """Diagonally pivoted Cholesky rows (b, n, n) of explicit PSD matrices X (b, n, n)."""
+def _pivoted_cholesky_rows(X, rank_tol=None):
+    """Diagonally pivoted Cholesky rows (b, k, n) of explicit PSD matrices X (b, n, n)."""
     b, n = X.shape[:2]
     rows = np.arange(b)
     Ft = np.empty((b, n, n), dtype=complex)
     for k in range(n):
         d = np.diagonal(X, axis1=-2, axis2=-1).real  # (b, n)
+        trace = np.maximum(d, 0.0).sum(axis=-1)  # (b,) = ||dropped columns||_F^2
+        if k == 0:
+            trace0 = trace
+        elif _truncated(trace, trace0, rank_tol):
+            return Ft[:, :k], np.sqrt(trace)
         piv = d.argmax(axis=-1)  # (b,)
         dp = d[rows, piv]
         inv_sqrt = np.zeros_like(dp)
@@ -262,4 +287,4 @@ def _pivoted_cholesky_rows(X):
         col = X[rows, :, piv] * inv_sqrt[:, None]  # (b, n)
         Ft[:, k, :] = col
         X = X - col[:, :, None] * col[:, None, :].conj()
-    return Ft
+    return Ft, np.zeros(b)

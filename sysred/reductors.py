@@ -10,7 +10,7 @@ import numpy as np
 from sysred._checks import require_stable, require_system
 from sysred._parallel import map_batch, one_blas_thread
 from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
-from sysred.gramians import gramian_factors
+from sysred.gramians import factors_with_tails
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
 
 __all__ = ["BTResult", "ModalResult", "balanced_truncation", "modal_truncation", "tail_bound"]
@@ -78,6 +78,9 @@ class BTResult:
     error : ndarray, shape (...), or None
         Time-limited BT only: ``||h - h_r||_2`` over the impulse response samples
         ``h_0 .. h_L`` (Frobenius norm over samples, outputs and inputs).
+    hsv_error : ndarray, shape (...)
+        With ``rank_tol``: how far (absolutely) the HSVs may be from the full factors' ones;
+        zero otherwise. Padded (not computed) HSVs are reported as 0.
     """
 
     system: StateSpace
@@ -90,6 +93,7 @@ class BTResult:
     W: np.ndarray
     horizon: int | None = None
     error: np.ndarray | None = None
+    hsv_error: np.ndarray | float = 0.0
 
 
 def _order_from_tol(hsv, tol):
@@ -147,11 +151,27 @@ def _ct(X):
     return X.conj().swapaxes(-1, -2)
 
 
-def _factors_and_svd(sys, backend, horizon):
-    """Gramian factors and the SVD of ``S^H R`` for a (chunk of a) batch."""
-    R, S, path = gramian_factors(sys, backend, horizon)
-    U, hsv, Vh = np.linalg.svd(_ct(S) @ R)  # (..., n, n), (..., n), (..., n, n)
-    return R, S, U, hsv, Vh, path
+def _pad(X, rows, cols):
+    out = np.zeros(X.shape[:-2] + (rows, cols), dtype=X.dtype)
+    out[..., : X.shape[-2], : X.shape[-1]] = X
+    return out
+
+
+def _factors_and_svd(sys, backend, horizon, rank_tol):
+    """Gramian factors and the SVD of ``S^H R`` for a (chunk of a) batch, padded to n x n.
+
+    Also returns ``delta``, a bound on how far the HSVs may be from those of the full
+    factors when ``rank_tol`` truncated them: with ``R = [R_k, R_t]``, ``S = [S_k, S_t]``,
+    ``||S^H R - S_k^H R_k||_2 <= |S_k||R_t| + |S_t||R_k| + |S_t||R_t|`` (Frobenius
+    norms), and each HSV moves at most that much (Weyl).
+    """
+    n = sys.n
+    R, S, path, r_tail, s_tail = factors_with_tails(sys, backend, horizon, rank_tol)
+    U, hsv, Vh = np.linalg.svd(_ct(S) @ R, full_matrices=False)  # (.., kS, k), (.., k), (.., k, kR)
+    rn, sn = np.linalg.norm(R, axis=(-2, -1)), np.linalg.norm(S, axis=(-2, -1))
+    delta = sn * r_tail + s_tail * rn + s_tail * r_tail  # (...), no cancellation
+    hsv = _pad(hsv[..., None, :], 1, n)[..., 0, :]
+    return _pad(R, n, n), _pad(S, n, n), _pad(U, n, n), hsv, _pad(Vh, n, n), path, delta
 
 
 def balanced_truncation(
@@ -163,6 +183,7 @@ def balanced_truncation(
     backend="auto",
     horizon=None,
     workers=None,
+    rank_tol=None,
 ):
     """Square-root balanced truncation (Laub/Tombs-Laub; Varga's balancing-free variant).
 
@@ -212,6 +233,13 @@ def balanced_truncation(
     workers : int, optional
         Threads over which a batch is split (chunks of >= 16 systems); default: the CPUs
         available (``$SYSRED_WORKERS`` overrides). The result does not depend on it.
+    rank_tol : float, optional
+        Diagonal systems: low-rank square-root BT. The pivoted Cholesky factors stop once the
+        dropped columns are ``<= rank_tol`` of the factor in Frobenius norm (trained layers'
+        Gramians are numerically low rank: O(n k^2) instead of O(n^3) per system). The HSVs
+        are then known to ``+- hsv_error`` (reported, absolute), the bound adds
+        ``2 (n - r) hsv_error``, and the model is the low-rank square-root one (exact BT of
+        the truncated Gramians). ``None`` (default): full factors, full relative accuracy.
 
     Returns
     -------
@@ -235,10 +263,12 @@ def balanced_truncation(
     (2, True)
     """
     with one_blas_thread():  # small batched matrices: BLAS threads only oversubscribe
-        return _balanced_truncation(sys, order, tol, method, strict, backend, horizon, workers)
+        return _balanced_truncation(
+            sys, order, tol, method, strict, backend, horizon, workers, rank_tol
+        )
 
 
-def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, workers):
+def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, workers, rank_tol):
     if (order is None) == (tol is None):
         raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
     if method not in ("sqrt", "bfsr"):
@@ -247,13 +277,13 @@ def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, work
         require_stable(sys, "balanced truncation")
     elif tol is not None:
         raise OrderError("time-limited BT has no a-priori bound: give order, not tol")
-    R, S, U, hsv, Vh, path = map_batch(
-        lambda chunk: _factors_and_svd(chunk, backend, horizon), sys, workers
+    R, S, U, hsv, Vh, path, delta = map_batch(
+        lambda chunk: _factors_and_svd(chunk, backend, horizon, rank_tol), sys, workers
     )
     if tol is not None:
         if not tol >= 0:
             raise OrderError(f"tol must be a non-negative number, got {tol!r}")
-        order = _order_from_tol(hsv, float(tol))
+        order = _order_from_tol(hsv, float(tol) - 2 * sys.n * np.max(delta))
     order = _check_order(hsv, order, strict)
     Ur, Vr = U[..., :, :order], _ct(Vh)[..., :, :order]  # (..., n, r)
     if method == "sqrt":
@@ -272,8 +302,9 @@ def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, work
     if horizon is not None:
         nan = np.full(sys.batch_shape, np.nan)
         err = impulse_error(sys, reduced, horizon + 1)
-        return BTResult(reduced, hsv, nan, order, method, path, T, W, horizon, err)
-    return BTResult(reduced, hsv, tail_bound(hsv, order), order, method, path, T, W)
+        return BTResult(reduced, hsv, nan, order, method, path, T, W, horizon, err, delta)
+    bound = tail_bound(hsv, order) + 2 * (sys.n - order) * delta
+    return BTResult(reduced, hsv, bound, order, method, path, T, W, hsv_error=delta)
 
 
 def impulse_error(G1, G2, length, chunk=128):
