@@ -250,32 +250,51 @@ def _cauchy_rank1(x, g, discrete, rank_tol=None):
     diag_den = (1.0 - np.abs(x) ** 2) if discrete else -2.0 * x.real  # (b, n) > 0
     sign = 1.0 if discrete else -1.0
     g = g.copy()
-    Ft = np.empty((b, n, n), dtype=complex)
-    for k in range(n):
-        d = (g.real**2 + g.imag**2) / diag_den  # (b, n) Schur-complement diagonal
-        trace = np.maximum(d, 0.0).sum(axis=-1)  # (b,) = ||dropped columns||_F^2
-        if k == 0:
-            trace0 = trace
-        elif _truncated(trace, trace0, rank_tol):
-            return Ft[:, :k], np.sqrt(trace)
-        piv = d.argmax(axis=-1)  # (b,)
-        dp, gp, xp = d[rows, piv], g[rows, piv], x[rows, piv, None]  # (b,), (b,), (b, 1)
-        inv_sqrt = np.zeros_like(dp)
-        np.divide(1.0, np.sqrt(dp), out=inv_sqrt, where=dp > 0)
+
+    def diagonal():
+        return (g.real**2 + g.imag**2) / diag_den  # (b, n) Schur-complement diagonal
+
+    def eliminate(piv, inv_sqrt):
+        nonlocal g
+        gp, xp = g[rows, piv], x[rows, piv, None]  # (b,), (b, 1)
         den = _den_column(x, xp, discrete)  # (b, n)
-        Ft[:, k, :] = g * (gp.conj() * inv_sqrt)[:, None] / den  # X[:, p] / sqrt(X_pp)
-        g *= sign * (x - xp) / den
-    return Ft, np.zeros(b)
+        row = g * (gp.conj() * inv_sqrt)[:, None] / den  # X[:, p] / sqrt(X_pp)
+        g = g * (sign * (x - xp) / den)
+        return row
+
+    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol)
 
 
 def _pivoted_cholesky_rows(X, rank_tol=None):
     """Diagonally pivoted Cholesky rows (b, k, n) of explicit PSD matrices X (b, n, n)."""
     b, n = X.shape[:2]
     rows = np.arange(b)
+
+    def diagonal():
+        return np.diagonal(X, axis1=-2, axis2=-1).real  # (b, n)
+
+    def eliminate(piv, inv_sqrt):
+        nonlocal X
+        col = X[rows, :, piv] * inv_sqrt[:, None]  # (b, n)
+        X = X - col[:, :, None] * col[:, None, :].conj()
+        return col
+
+    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol)
+
+
+def _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol):
+    """The pivoting loop shared by the generator and explicit variants.
+
+    ``diagonal()`` gives the current Schur complement's diagonal (b, n); ``eliminate(piv,
+    1/sqrt(pivot))`` returns the Cholesky row (b, n) and updates the Schur complement.
+    Returns the rows (b, k, n) and the Frobenius norm of what was dropped (b,).
+    """
+    rows = np.arange(b)
     Ft = np.empty((b, n, n), dtype=complex)
+    trace0 = None
     for k in range(n):
-        d = np.diagonal(X, axis1=-2, axis2=-1).real  # (b, n)
-        trace = np.maximum(d, 0.0).sum(axis=-1)  # (b,) = ||dropped columns||_F^2
+        d = diagonal()
+        trace = np.maximum(d, 0.0).sum(axis=-1)  # (b,) = ||remaining columns||_F^2
         if k == 0:
             trace0 = trace
         elif _truncated(trace, trace0, rank_tol):
@@ -284,7 +303,5 @@ def _pivoted_cholesky_rows(X, rank_tol=None):
         dp = d[rows, piv]
         inv_sqrt = np.zeros_like(dp)
         np.divide(1.0, np.sqrt(np.maximum(dp, 0.0)), out=inv_sqrt, where=dp > 0)
-        col = X[rows, :, piv] * inv_sqrt[:, None]  # (b, n)
-        Ft[:, k, :] = col
-        X = X - col[:, :, None] * col[:, None, :].conj()
+        Ft[:, k, :] = eliminate(piv, inv_sqrt)
     return Ft, np.zeros(b)
