@@ -187,6 +187,10 @@ def cmd_train(args) -> int:
             resume=args.resume,
             run_config=cfg,
         )
+        if world > 1:
+            # leave together: a rank tearing down gloo while a peer still writes its summary
+            # can abort ("terminate called without an active exception")
+            dist.barrier()
         if rank == 0:
             print(json.dumps(summary))
         return 0 if summary["status"] == "finished" else 130
