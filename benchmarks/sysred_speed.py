@@ -43,6 +43,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 
@@ -148,7 +149,10 @@ def bt_kwargs():
     kw = {}
     for item in ARGS.bt_option:
         key, _, value = item.partition("=")
-        kw[key] = value
+        try:  # numbers and literals as Python values, anything else as a string
+            kw[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kw[key] = value
     return kw
 
 

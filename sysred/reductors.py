@@ -273,6 +273,10 @@ def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, work
         raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
     if method not in ("sqrt", "bfsr"):
         raise ValueError(f"method must be 'sqrt' or 'bfsr', got {method!r}")
+    if rank_tol is not None and not (
+        isinstance(rank_tol, float | int) and not isinstance(rank_tol, bool) and 0 <= rank_tol < 1
+    ):
+        raise OrderError(f"rank_tol must be a number in [0, 1), got {rank_tol!r}")
     if horizon is None:
         require_stable(sys, "balanced truncation")
     elif tol is not None:
