@@ -152,6 +152,8 @@ def _ct(X):
 
 
 def _pad(X, rows, cols):
+    if X.shape[-2:] == (rows, cols):
+        return X
     out = np.zeros(X.shape[:-2] + (rows, cols), dtype=X.dtype)
     out[..., : X.shape[-2], : X.shape[-1]] = X
     return out
