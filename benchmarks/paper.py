@@ -1076,7 +1076,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds:
         spec["seeds"] = [int(x) for x in args.seeds.split(",")]
     argv_used = sys.argv[1:] if argv is None else argv
-    command = "python benchmarks/paper.py " + " ".join(argv_used)
+    # the command that reproduces the study (resume/report flags and task subsets do not
+    # change results: every run is deterministic given its seed)
+    shown, skip = [], False
+    for a in argv_used:
+        if skip or a in ("--report-only", "--resume", "--no-progress"):
+            skip = False
+            continue
+        if a == "--tasks":
+            skip = True
+            continue
+        if not a.startswith("--tasks="):
+            shown.append(a)
+    command = "python benchmarks/paper.py " + " ".join(shown)
     if args.report_only:
         write_report(args.out, args.preset, spec, command)
         return 0
