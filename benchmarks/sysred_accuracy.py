@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -54,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import mp_reference  # noqa: E402
+from bench_info import sysred_version  # noqa: E402
 
 import sysred  # noqa: E402
 
@@ -151,28 +151,6 @@ def rel_errors(h, ref):
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def sysred_version():
-    """Where sysred was imported from and which commit it is (if it lives in this checkout,
-    or in a ``git archive`` export holding a ``COMMIT`` file next to the package)."""
-    pkg = Path(sysred.__file__).resolve().parent
-    stamp = pkg.parent / "COMMIT"
-    if stamp.is_file():
-        return f"sysred: {pkg} (exported commit {stamp.read_text().strip()})"
-    if pkg.parent != HERE.parent:
-        return f"sysred: {pkg} (outside this checkout)"
-    try:
-        git = ["git", "-C", str(HERE.parent)]
-        rev = subprocess.run(
-            git + ["log", "-1", "--format=%h %s", "--", "sysred"], capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            git + ["status", "--porcelain", "--", "sysred"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return f"sysred: {pkg}"
-    return f"sysred: {pkg}, last commit {rev!r}{' + uncommitted changes' if dirty else ''}"
 
 
 def header(dps):

@@ -90,7 +90,6 @@ if ARGS.workers is not None:
     os.environ["SYSRED_WORKERS"] = str(ARGS.workers)
 
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -99,6 +98,9 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 import sysred  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_info import sysred_version  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DECAY_RATE = 2.0  # decaying case: |c_n| ~ exp(-DECAY_RATE * n)
@@ -236,28 +238,6 @@ def real_rel_diff(h1, h2, floor=1e-10):
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def sysred_version():
-    """Where sysred was imported from and which commit it is (if it lives in this checkout,
-    or in a ``git archive`` export holding a ``COMMIT`` file next to the package)."""
-    pkg = Path(sysred.__file__).resolve().parent
-    stamp = pkg.parent / "COMMIT"
-    if stamp.is_file():
-        return f"sysred: {pkg} (exported commit {stamp.read_text().strip()})"
-    if pkg.parent != HERE.parent:
-        return f"sysred: {pkg} (outside this checkout)"
-    try:
-        git = ["git", "-C", str(HERE.parent)]
-        rev = subprocess.run(
-            git + ["log", "-1", "--format=%h %s", "--", "sysred"], capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            git + ["status", "--porcelain", "--", "sysred"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return f"sysred: {pkg}"
-    return f"sysred: {pkg}, last commit {rev!r}{' + uncommitted changes' if dirty else ''}"
 
 
 def header():
