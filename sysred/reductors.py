@@ -62,8 +62,8 @@ class BTResult:
     hsv : ndarray, shape (..., n)
         Hankel singular values of the original system(s), descending.
     bound : ndarray, shape (...)
-        ``2 * sum of the distinct HSVs beyond order``:
-        ``sigma_{r+1} <= ||G - G_r||_inf <= bound`` (continuous and discrete time alike).
+        ``2 * sum of the distinct HSVs beyond order`` (plus ``2 (n - r) hsv_error`` with
+        ``rank_tol``): ``sigma_{r+1} <= ||G - G_r||_inf <= bound`` (ct and dt alike).
     order : int
         The reduced order r, the same for the whole batch.
     method : str
