@@ -126,8 +126,16 @@ def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None):
         return R, S, path, zero, zero
     disc = sys.is_discrete
     x, CH = sys.poles, sys.C.conj().swapaxes(-1, -2)
-    R, r_tail = cauchy_factor(x, sys.B, disc, horizon, rank_tol, return_tail=True)
-    S, s_tail = cauchy_factor(x.conj(), CH, disc, horizon, rank_tol, return_tail=True)
+    if rank_tol is None and sys.m == sys.p:
+        # one pivoting loop for both factors (the loop's Python overhead is the factors' cost);
+        # not with rank_tol, where each factor must be allowed to stop at its own rank
+        both, tails = cauchy_factor(
+            np.stack([x, x.conj()]), np.stack([sys.B, CH]), disc, horizon, return_tail=True
+        )
+        (R, S), (r_tail, s_tail) = both, tails
+    else:
+        R, r_tail = cauchy_factor(x, sys.B, disc, horizon, rank_tol, return_tail=True)
+        S, s_tail = cauchy_factor(x.conj(), CH, disc, horizon, rank_tol, return_tail=True)
     if not sys.is_complex:
         R, S = R.real, S.real
     if horizon is not None:
