@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: which sysred a run measured."""
+"""Shared by the benchmark scripts: which sysred a run measured, and a printing table log."""
 
 from __future__ import annotations
 
@@ -30,3 +30,15 @@ def sysred_version():
     except OSError:
         return f"sysred: {pkg}"
     return f"sysred: {pkg}, last commit {rev!r}{' + uncommitted changes' if dirty else ''}"
+
+
+class Tee:
+    """Print and keep the lines, to save the tables."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, *parts):
+        line = " ".join(str(p) for p in parts)
+        print(line, flush=True)
+        self.lines.append(line)

@@ -53,21 +53,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import mp_reference  # noqa: E402
-from bench_info import sysred_version  # noqa: E402
+from bench_info import Tee, sysred_version  # noqa: E402
 
 import sysred  # noqa: E402
 
 DECADES = 30  # rows 1e0..1e-1, ..., 1e-29..1e-30
-
-
-class Tee:
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, *parts):
-        line = " ".join(str(p) for p in parts)
-        print(line, flush=True)
-        self.lines.append(line)
 
 
 out = Tee()

@@ -100,22 +100,10 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 import sysred  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_info import sysred_version  # noqa: E402
+from bench_info import Tee, sysred_version  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DECAY_RATE = 2.0  # decaying case: |c_n| ~ exp(-DECAY_RATE * n)
-
-
-class Tee:
-    """Print and keep the lines, to save the tables."""
-
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, *parts):
-        line = " ".join(str(p) for p in parts)
-        print(line, flush=True)
-        self.lines.append(line)
 
 
 out = Tee()

@@ -110,6 +110,12 @@ def _order_from_tol(hsv, tol):
     return max(rank, 1)
 
 
+def _refuse_or_warn(msg, strict, error, warning):
+    if strict:
+        raise error(msg)
+    warnings.warn(msg, warning, stacklevel=4)  # reported at balanced_truncation
+
+
 def _check_order(hsv, order, strict):
     n = hsv.shape[-1]
     if isinstance(order, bool) or not isinstance(order, int | np.integer):
@@ -127,9 +133,7 @@ def _check_order(hsv, order, strict):
             f"numerically non-minimal and its balancing ill-defined. The smallest numerical "
             f"rank in the batch is {rank}; use order <= {rank} or tol=..."
         )
-        if strict:
-            raise OrderError(msg)
-        warnings.warn(msg, RankDeficientWarning, stacklevel=3)
+        _refuse_or_warn(msg, strict, OrderError, RankDeficientWarning)
     if order < n:
         tie = _tied(hsv)[..., order - 1] & (kept > floor)
         if np.any(tie):
@@ -141,9 +145,7 @@ def _check_order(hsv, order, strict):
                 f"unique answer and the reduced model may lose asymptotic stability and the "
                 f"error bound; pick an order at a gap (e.g. {order - 1} or {order + 1})."
             )
-            if strict:
-                raise HSVTieError(msg)
-            warnings.warn(msg, HSVTieWarning, stacklevel=3)
+            _refuse_or_warn(msg, strict, HSVTieError, HSVTieWarning)
     return order
 
 
