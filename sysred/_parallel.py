@@ -49,30 +49,61 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def split_batch(sys, workers=None):
+    """``sys`` as a list of flat chunks (one per worker thread, >= MIN_CHUNK systems each).
+
+    An unbatched system is a one-element list holding itself.
+    """
+    batch = sys.batch_shape
+    if not batch:
+        return [sys]
+    size = int(np.prod(batch))
+    workers = default_workers() if workers is None else max(1, int(workers))
+    n_chunks = max(1, min(workers, size // MIN_CHUNK))
+    flat = _flat(sys)
+    if n_chunks == 1:
+        return [flat]
+    bounds = np.linspace(0, size, n_chunks + 1).astype(int)
+    return [flat[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def run_chunks(fn, *per_chunk, limit_blas=True):
+    """``[fn(*args) for args in zip(*per_chunk)]``, one thread per chunk.
+
+    ``limit_blas``: one BLAS thread while running (small batched matrices); a single big
+    unbatched system may rather keep BLAS's own threads.
+    """
+    jobs = list(zip(*per_chunk, strict=True))
+    with one_blas_thread() if limit_blas else contextlib.nullcontext():
+        if len(jobs) == 1:
+            return [fn(*jobs[0])]
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            return list(pool.map(lambda args: fn(*args), jobs))
+
+
+def join_chunks(parts, batch):
+    """Concatenate per-chunk arrays (leading axis = flat batch) and restore ``batch``.
+
+    ``parts`` is a list (over chunks) of equally long tuples; non-array members (e.g. a path
+    name) are the same for every chunk and returned once.
+    """
+    if not batch:
+        return tuple(parts[0])
+    out = []
+    for pieces in zip(*parts, strict=True):
+        if isinstance(pieces[0], np.ndarray):
+            joined = np.concatenate(pieces, axis=0) if len(pieces) > 1 else pieces[0]
+            out.append(joined.reshape(batch + joined.shape[1:]))
+        else:
+            out.append(pieces[0])
+    return tuple(out)
+
+
 def map_batch(fn, sys, workers=None):
     """``fn(chunk) -> tuple of arrays with a leading batch axis``, over chunks of ``sys``.
 
     Returns the concatenated tuple with the leading axis reshaped to ``sys.batch_shape``.
     """
-    batch = sys.batch_shape
-    size = int(np.prod(batch)) if batch else 1
-    workers = default_workers() if workers is None else max(1, int(workers))
-    n_chunks = min(workers, size // MIN_CHUNK)
-    if not batch:
-        return fn(sys)
-    with one_blas_thread():
-        if n_chunks <= 1:
-            return fn(sys)
-        flat = _flat(sys)
-        bounds = np.linspace(0, size, n_chunks + 1).astype(int)
-        chunks = [flat[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-        with ThreadPoolExecutor(n_chunks) as pool:
-            parts = list(pool.map(fn, chunks))
-    out = []
-    for pieces in zip(*parts, strict=True):
-        if isinstance(pieces[0], np.ndarray):
-            joined = np.concatenate(pieces, axis=0)
-            out.append(joined.reshape(batch + joined.shape[1:]))
-        else:
-            out.append(pieces[0])  # non-array outputs (e.g. a path name) are the same for all
-    return tuple(out)
+    chunks = split_batch(sys, workers)
+    parts = run_chunks(fn, chunks, limit_blas=bool(sys.batch_shape))
+    return join_chunks(parts, sys.batch_shape)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from sysred import _cauchy_kernel
+
 __all__ = ["hammarling_factor", "cauchy_factor", "slycot_factor"]
 
 
@@ -178,7 +180,10 @@ def cauchy_factor(x, G, discrete=False, horizon=None, rank_tol=None, return_tail
 
     Cost and memory: for ``m = 1`` (the DSS case) O(n^2) flops per system and O(batch n^2)
     memory (the output); otherwise the Schur complements are formed explicitly, O(n^3) flops
-    and O(batch n^2) memory.
+    and O(batch n^2) memory. For ``m = 1`` a compiled loop (numba, optional: see
+    :mod:`sysred._cauchy_kernel`) replaces the vectorised one when available; with
+    ``rank_tol`` it truncates each batch entry at its own rank (the numpy loop stops at the
+    largest one).
 
     Finite horizon (discrete time, ``horizon=L``): the time-limited Gramian
     ``X_L = sum_{k=0}^{L-1} A^k G G^H A^{kH}``, entrywise ``g_i g_j^H sum_k (x_i conj(x_j))^k``
@@ -216,6 +221,8 @@ def cauchy_factor(x, G, discrete=False, horizon=None, rank_tol=None, return_tail
         xi, xjc = x[:, :, None], x[:, None, :].conj()
         X = (G @ G.conj().swapaxes(-1, -2)) * geometric_sum(xi * xjc, horizon)  # (b, n, n)
         Ft, tail = _pivoted_cholesky_rows(X, rank_tol)
+    elif G.shape[-1] == 1 and _cauchy_kernel.available():
+        Ft, tail = _cauchy_kernel.cauchy_rank1_factors(x, G[..., 0], discrete, rank_tol)
     elif G.shape[-1] == 1:
         Ft, tail = _cauchy_rank1(x, G[..., 0], discrete, rank_tol)
     else:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sysred._checks import require_stable, require_system
-from sysred._parallel import map_batch, one_blas_thread
+from sysred._parallel import join_chunks, one_blas_thread, run_chunks, split_batch
 from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
 from sysred.gramians import factors_with_tails
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
@@ -153,29 +153,67 @@ def _ct(X):
     return X.conj().swapaxes(-1, -2)
 
 
-def _pad(X, rows, cols):
-    if X.shape[-2:] == (rows, cols):
+def _pad_last(X, size):
+    """Zero-pad the last axis of ``X`` to ``size`` (no copy when it has that size)."""
+    if X.shape[-1] == size:
         return X
-    out = np.zeros(X.shape[:-2] + (rows, cols), dtype=X.dtype)
-    out[..., : X.shape[-2], : X.shape[-1]] = X
+    out = np.zeros(X.shape[:-1] + (size,), dtype=X.dtype)
+    out[..., : X.shape[-1]] = X
     return out
 
 
+@dataclass
+class _Factored:
+    """One chunk's Gramian factors and the SVD ``S^H R = U diag(s) Vh`` (unpadded)."""
+
+    R: np.ndarray  # (b, n, kR)
+    S: np.ndarray  # (b, n, kS)
+    U: np.ndarray  # (b, kS, k), k = min(kS, kR)
+    s: np.ndarray  # (b, k)
+    Vh: np.ndarray  # (b, k, kR)
+    path: str
+    delta: np.ndarray  # (b,)
+
+
 def _factors_and_svd(sys, backend, horizon, rank_tol):
-    """Gramian factors and the SVD of ``S^H R`` for a (chunk of a) batch, padded to n x n.
+    """Gramian factors and the SVD of ``S^H R`` for a chunk of a batch.
 
     Also returns ``delta``, a bound on how far the HSVs may be from those of the full
     factors when ``rank_tol`` truncated them: with ``R = [R_k, R_t]``, ``S = [S_k, S_t]``,
     ``||S^H R - S_k^H R_k||_2 <= |S_k||R_t| + |S_t||R_k| + |S_t||R_t|`` (Frobenius
     norms), and each HSV moves at most that much (Weyl).
     """
-    n = sys.n
     R, S, path, r_tail, s_tail = factors_with_tails(sys, backend, horizon, rank_tol)
     U, hsv, Vh = np.linalg.svd(_ct(S) @ R, full_matrices=False)  # (.., kS, k), (.., k), (.., k, kR)
-    rn, sn = np.linalg.norm(R, axis=(-2, -1)), np.linalg.norm(S, axis=(-2, -1))
-    delta = sn * r_tail + s_tail * rn + s_tail * r_tail  # (...), no cancellation
-    hsv = _pad(hsv[..., None, :], 1, n)[..., 0, :]
-    return _pad(R, n, n), _pad(S, n, n), _pad(U, n, n), hsv, _pad(Vh, n, n), path, delta
+    delta = np.zeros(sys.batch_shape)
+    if rank_tol is not None:
+        rn, sn = np.linalg.norm(R, axis=(-2, -1)), np.linalg.norm(S, axis=(-2, -1))
+        delta = sn * r_tail + s_tail * rn + s_tail * r_tail  # (...), no cancellation
+    return _Factored(R, S, U, hsv, Vh, path, delta)
+
+
+def _project(sys, f, order, method):
+    """The projection ``T, W`` (n, r) and the reduced matrices of one chunk."""
+    k = f.s.shape[-1]
+    U, s, Vh = f.U, f.s, f.Vh
+    if k < order:  # low-rank factors of lower rank than the order: zero singular triplets
+        U, s = _pad_last(U, order), _pad_last(s, order)
+        Vh = _ct(_pad_last(_ct(Vh), order))
+    Ur, Vr = U[..., :, :order], _ct(Vh[..., :order, :])  # (..., kS, r), (..., kR, r)
+    if method == "sqrt":
+        scale = 1.0 / np.sqrt(np.maximum(s[..., None, :order], np.finfo(float).tiny))
+        T = (f.R @ Vr) * scale  # (..., n, r)
+        W = (f.S @ Ur) * scale  # (..., n, r)
+    else:
+        T = np.linalg.qr(f.R @ Vr)[0]  # (..., n, r)
+        Y = np.linalg.qr(f.S @ Ur)[0]  # (..., n, r)
+        W = Y @ _ct(np.linalg.inv(_ct(Y) @ T))  # W^H = (Y^H T)^{-1} Y^H
+    if isinstance(sys, DiagonalStateSpace):
+        AT = sys.poles[..., :, None] * T  # (..., n, r)
+    else:
+        AT = sys.A @ T
+    Wh = _ct(W)
+    return T, W, Wh @ AT, Wh @ sys.B, sys.C @ T
 
 
 def balanced_truncation(
@@ -291,33 +329,24 @@ def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, work
         require_stable(sys, "balanced truncation")
     elif tol is not None:
         raise OrderError("time-limited BT has no a-priori bound: give order, not tol")
-    R, S, U, hsv, Vh, path, delta = map_batch(
-        lambda chunk: _factors_and_svd(chunk, backend, horizon, rank_tol), sys, workers
-    )
+    batch, n = sys.batch_shape, sys.n
+    chunks = split_batch(sys, workers)
+    parts = run_chunks(lambda ch: _factors_and_svd(ch, backend, horizon, rank_tol), chunks)
+    hsv, delta = join_chunks([(_pad_last(f.s, n), f.delta) for f in parts], batch)
+    path = parts[0].path
     if tol is not None:
         if not tol >= 0:
             raise OrderError(f"tol must be a non-negative number, got {tol!r}")
-        order = _order_from_tol(hsv, float(tol) - 2 * sys.n * np.max(delta))
+        order = _order_from_tol(hsv, float(tol) - 2 * n * np.max(delta))
     order = _check_order(hsv, order, strict)
-    Ur, Vr = U[..., :, :order], _ct(Vh)[..., :, :order]  # (..., n, r)
-    if method == "sqrt":
-        scale = 1.0 / np.sqrt(np.maximum(hsv[..., None, :order], np.finfo(float).tiny))
-        T = (R @ Vr) * scale  # (..., n, r)
-        W = (S @ Ur) * scale  # (..., n, r)
-    else:
-        T = np.linalg.qr(R @ Vr)[0]  # (..., n, r)
-        Y = np.linalg.qr(S @ Ur)[0]  # (..., n, r)
-        W = Y @ _ct(np.linalg.inv(_ct(Y) @ T))  # W^H = (Y^H T)^{-1} Y^H
-    if isinstance(sys, DiagonalStateSpace):
-        AT = sys.poles[..., :, None] * T  # (..., n, r)
-    else:
-        AT = sys.A @ T
-    reduced = StateSpace(_ct(W) @ AT, _ct(W) @ sys.B, sys.C @ T, sys.D, sys.dt)
+    projected = run_chunks(lambda ch, f: _project(ch, f, order, method), chunks, parts)
+    T, W, Ar, Br, Cr = join_chunks(projected, batch)
+    reduced = StateSpace(Ar, Br, Cr, sys.D, sys.dt)
     if horizon is not None:
-        nan = np.full(sys.batch_shape, np.nan)
+        nan = np.full(batch, np.nan)
         err = impulse_error(sys, reduced, horizon + 1)
         return BTResult(reduced, hsv, nan, order, method, path, T, W, horizon, err, delta)
-    bound = tail_bound(hsv, order) + 2 * (sys.n - order) * delta
+    bound = tail_bound(hsv, order) + 2 * (n - order) * delta
     return BTResult(reduced, hsv, bound, order, method, path, T, W, hsv_error=delta)
 
 
