@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -41,12 +42,38 @@ def _flat(sys):
     return type(sys)(*flat, dt=sys.dt)
 
 
+_limit_lock = threading.Lock()
+_limit_depth = 0
+_controller = None
+
+
+@contextlib.contextmanager
 def one_blas_thread():
+    """Limit BLAS to one thread (threadpoolctl, if installed) for the duration of the block.
+
+    Re-entrant and cheap when nested: only the outermost block talks to threadpoolctl, whose
+    controller (a scan of the loaded libraries, ~1 ms) is built once per process.
+    """
+    global _limit_depth, _controller
+    with _limit_lock:
+        outer = _limit_depth == 0
+        _limit_depth += 1
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+        if not outer:
+            yield
+            return
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            yield
+            return
+        if _controller is None:
+            _controller = ThreadpoolController()
+        with _controller.limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        with _limit_lock:
+            _limit_depth -= 1
 
 
 def split_batch(sys, workers=None):
