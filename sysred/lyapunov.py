@@ -214,8 +214,10 @@ def cauchy_factor(x, G, discrete=False, horizon=None, rank_tol=None, return_tail
     """
     x = np.asarray(x, dtype=complex)
     G = np.asarray(G, dtype=complex)
-    batch, n = x.shape[:-1], x.shape[-1]
-    x = np.broadcast_to(x, G.shape[:-1]).reshape(-1, n)  # (b, n)
+    n = x.shape[-1]
+    batch = np.broadcast_shapes(x.shape[:-1], G.shape[:-2])
+    x = np.broadcast_to(x, batch + (n,)).reshape(-1, n)  # (b, n)
+    G = np.broadcast_to(G, batch + G.shape[-2:])
     G = G.reshape(-1, n, G.shape[-1])  # (b, n, m)
     if horizon is not None:
         xi, xjc = x[:, :, None], x[:, None, :].conj()
@@ -254,7 +256,7 @@ def _cauchy_rank1(x, g, discrete, rank_tol=None):
     """
     b, n = x.shape
     rows = np.arange(b)
-    diag_den = (1.0 - np.abs(x) ** 2) if discrete else -2.0 * x.real  # (b, n) > 0
+    diag_den = (1.0 - (x.real**2 + x.imag**2)) if discrete else -2.0 * x.real  # (b, n) > 0
     sign = 1.0 if discrete else -1.0
     g = g.copy()
 
@@ -269,7 +271,7 @@ def _cauchy_rank1(x, g, discrete, rank_tol=None):
         g = g * (sign * (x - xp) / den)
         return row
 
-    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol)
+    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol, np.result_type(g, x, complex))
 
 
 def _pivoted_cholesky_rows(X, rank_tol=None):
@@ -289,7 +291,7 @@ def _pivoted_cholesky_rows(X, rank_tol=None):
     return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol)
 
 
-def _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol):
+def _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol, dtype=complex):
     """The pivoting loop shared by the generator and explicit variants.
 
     ``diagonal()`` gives the current Schur complement's diagonal (b, n); ``eliminate(piv,
@@ -297,7 +299,7 @@ def _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol):
     Returns the rows (b, k, n) and the Frobenius norm of what was dropped (b,).
     """
     rows = np.arange(b)
-    Ft = np.empty((b, n, n), dtype=complex)
+    Ft = np.empty((b, n, n), dtype=dtype)
     trace0 = None
     for k in range(n):
         d = diagonal()

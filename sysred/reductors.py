@@ -11,6 +11,7 @@ from sysred._checks import require_stable, require_system
 from sysred._parallel import join_chunks, one_blas_thread, run_chunks, split_batch
 from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
 from sysred.gramians import factors_with_tails
+from sysred.precise import check_accuracy, precise_factors_and_svd
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
 
 __all__ = ["BTResult", "ModalResult", "balanced_truncation", "modal_truncation", "tail_bound"]
@@ -175,7 +176,7 @@ class _Factored:
     delta: np.ndarray  # (b,)
 
 
-def _factors_and_svd(sys, backend, horizon, rank_tol):
+def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
     """Gramian factors and the SVD of ``S^H R`` for a chunk of a batch.
 
     Also returns ``delta``, a bound on how far the HSVs may be from those of the full
@@ -183,6 +184,9 @@ def _factors_and_svd(sys, backend, horizon, rank_tol):
     ``||S^H R - S_k^H R_k||_2 <= |S_k||R_t| + |S_t||R_k| + |S_t||R_t|`` (Frobenius
     norms), and each HSV moves at most that much (Weyl).
     """
+    if high:
+        R, S, U, hsv, Vh = precise_factors_and_svd(sys)
+        return _Factored(R, S, U, hsv, Vh, "diagonal-extended", np.zeros(sys.batch_shape))
     R, S, path, r_tail, s_tail = factors_with_tails(sys, backend, horizon, rank_tol)
     U, hsv, Vh = np.linalg.svd(_ct(S) @ R, full_matrices=False)  # (.., kS, k), (.., k), (.., k, kR)
     delta = np.zeros(sys.batch_shape)
@@ -226,6 +230,7 @@ def balanced_truncation(
     horizon=None,
     workers=None,
     rank_tol=None,
+    accuracy="standard",
 ):
     """Square-root balanced truncation (Laub/Tombs-Laub; Varga's balancing-free variant).
 
@@ -287,7 +292,11 @@ def balanced_truncation(
         Gramians are numerically low rank: O(n k^2) instead of O(n^3) per system). The HSVs
         are then known to ``+- hsv_error`` (reported, absolute), the bound adds
         ``2 (n - r) hsv_error``, and the model is the low-rank square-root one (exact BT of
-        the truncated Gramians). ``None`` (default): full factors, full relative accuracy.
+        the truncated Gramians). ``None`` (default): full factors.
+    accuracy : {"standard", "high"}
+        How the HSVs (and the SVD behind the projection) are computed, see
+        :func:`sysred.hankel_singular_values`: ``"high"`` (SISO diagonal systems, path
+        ``"diagonal-extended"``) gives every HSV to high relative accuracy, 10-100x slower.
 
     Returns
     -------
@@ -312,11 +321,13 @@ def balanced_truncation(
     """
     with one_blas_thread():  # small batched matrices: BLAS threads only oversubscribe
         return _balanced_truncation(
-            sys, order, tol, method, strict, backend, horizon, workers, rank_tol
+            sys, order, tol, method, strict, backend, horizon, workers, rank_tol, accuracy
         )
 
 
-def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, workers, rank_tol):
+def _balanced_truncation(
+    sys, order, tol, method, strict, backend, horizon, workers, rank_tol, accuracy
+):
     if (order is None) == (tol is None):
         raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
     if method not in ("sqrt", "bfsr"):
@@ -329,9 +340,10 @@ def _balanced_truncation(sys, order, tol, method, strict, backend, horizon, work
         require_stable(sys, "balanced truncation")
     elif tol is not None:
         raise OrderError("time-limited BT has no a-priori bound: give order, not tol")
+    high = check_accuracy(accuracy, require_system(sys), horizon, rank_tol)
     batch, n = sys.batch_shape, sys.n
     chunks = split_batch(sys, workers)
-    parts = run_chunks(lambda ch: _factors_and_svd(ch, backend, horizon, rank_tol), chunks)
+    parts = run_chunks(lambda ch: _factors_and_svd(ch, backend, horizon, rank_tol, high), chunks)
     hsv, delta = join_chunks([(_pad_last(f.s, n), f.delta) for f in parts], batch)
     path = parts[0].path
     if tol is not None:

@@ -1,0 +1,83 @@
+"""The compiled Cauchy factor kernel (numba) against the vectorised numpy loop it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _systems import random_diagonal
+
+import sysred
+from sysred import _cauchy_kernel
+from sysred.lyapunov import cauchy_factor
+
+
+def test_numba_is_installed_with_the_test_extra():
+    # the [test] extra installs numba: the comparisons below must run in CI, not skip
+    assert _cauchy_kernel.numba is not None
+
+
+def _both(monkeypatch, *args, **kwargs):
+    monkeypatch.setenv("SYSRED_NUMBA", "1")
+    assert _cauchy_kernel.available()
+    fast = cauchy_factor(*args, return_tail=True, **kwargs)
+    monkeypatch.setenv("SYSRED_NUMBA", "0")
+    assert not _cauchy_kernel.available()
+    slow = cauchy_factor(*args, return_tail=True, **kwargs)
+    return fast, slow
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_kernel_gives_the_numpy_factor(monkeypatch, discrete):
+    G = random_diagonal(np.random.default_rng(0), 12, 1, 1, discrete=discrete, batch=(5,))
+    (F, tf), (N, tn) = _both(monkeypatch, G.poles, G.B, discrete)
+    assert F.shape == N.shape == (5, 12, 12)
+    assert np.all(tf == 0) and np.all(tn == 0)
+    # the same pivot order and the same arithmetic up to rounding: entrywise relative agreement
+    np.testing.assert_allclose(F, N, rtol=1e-12, atol=0)
+    P = F @ F.conj().swapaxes(-1, -2)
+    A = np.broadcast_to(G.poles[..., :, None] * np.eye(12), (5, 12, 12))
+    BBh = G.B @ G.B.conj().swapaxes(-1, -2)
+    res = (
+        A @ P @ A.conj().swapaxes(-1, -2) - P + BBh
+        if discrete
+        else A @ P + P @ A.conj().swapaxes(-1, -2) + BBh
+    )
+    assert np.abs(res).max() <= 1e-12 * np.abs(BBh).max()
+
+
+def test_kernel_rank_tol_truncates_each_entry_at_its_own_rank(monkeypatch):
+    rng = np.random.default_rng(1)
+    n = 24
+    a = np.exp(0.01 * (-0.5 + 1j * np.pi * np.arange(n)))
+    g = rng.standard_normal((3, n)) + 0j
+    g[0] *= np.exp(-2.0 * np.arange(n))  # fast decay: low rank
+    g[1] *= np.exp(-0.5 * np.arange(n))
+    (F, tf), (N, tn) = _both(monkeypatch, a, g[..., None], True, rank_tol=1e-12)
+    full = cauchy_factor(a, g[..., None], True)
+    norms = np.linalg.norm(full, axis=(-2, -1))
+    kept = (np.abs(F) > 0).any(axis=-2).sum(axis=-1)
+    for k in range(3):
+        # the same pivots: the kept columns are the full factor's first ones, and the reported
+        # tail is the Frobenius norm of the rest, below rank_tol relative
+        np.testing.assert_allclose(F[k][:, : kept[k]], full[k][:, : kept[k]], rtol=1e-12)
+        dropped = np.linalg.norm(full[k][:, kept[k] :])
+        assert dropped == pytest.approx(tf[k], rel=1e-6, abs=1e-300)
+        assert tf[k] <= 1e-12 * norms[k]
+    # per-entry truncation: the fast-decaying entry keeps fewer columns than the slow one
+    assert kept[0] < kept[1] <= kept[2]
+    assert F.shape[-1] == kept.max() <= N.shape[-1]
+
+
+def test_kernel_zero_generator_and_hsv_agree(monkeypatch):
+    G = random_diagonal(np.random.default_rng(2), 9, 1, 1, discrete=True, batch=(4,))
+    B = G.B.copy()
+    B[1] = 0.0  # an uncontrollable batch entry: zero factor, zero HSVs
+    G = sysred.DiagonalStateSpace(G.poles, B, G.C, dt=1.0)
+    (F, _), _ = _both(monkeypatch, G.poles, B, True)
+    assert np.all(F[1] == 0)
+    monkeypatch.setenv("SYSRED_NUMBA", "1")
+    h1 = sysred.hankel_singular_values(G)
+    monkeypatch.setenv("SYSRED_NUMBA", "0")
+    h0 = sysred.hankel_singular_values(G)
+    np.testing.assert_allclose(h1, h0, rtol=1e-11, atol=1e-14 * h0.max())
+    assert np.all(h1[1] == 0)
