@@ -36,7 +36,8 @@ def available() -> bool:
 
 
 def _kernel(x, g, discrete, tol2, Ft, tails, ranks):  # pragma: no cover - compiled
-    """Fill ``Ft`` (b, n, n): row k of Ft[s] is Cholesky column k of system s.
+    """Fill ``Ft`` (b, n, n): row k of Ft[s] is Cholesky column k of system s, for
+    k < ranks[s] (the rows beyond are left untouched: the caller zeroes what it keeps).
 
     ``tol2 < 0``: no truncation. Otherwise stop system s once its remaining trace is
     ``<= tol2 * trace0``; ``tails[s]`` is then the square root of that remaining trace.
@@ -94,9 +95,6 @@ def _kernel(x, g, discrete, tol2, Ft, tails, ranks):  # pragma: no cover - compi
             k += 1
         ranks[s] = k
         tails[s] = np.sqrt(tr) if (k < n and tr > 0.0) else 0.0
-        for kk in range(k, n):
-            for i in range(n):
-                Ft[s, kk, i] = 0.0
 
 
 _compiled = None
@@ -138,4 +136,7 @@ def cauchy_rank1_factors(x, g, discrete, rank_tol=None):
     _get_kernel()(x, g, bool(discrete), tol2, Ft, tails, ranks)
     if rank_tol is not None:
         Ft = Ft[:, : max(1, int(ranks.max(initial=0))), :]
+    unset = np.arange(Ft.shape[1])[None, :] >= ranks[:, None]  # (b, k): rows the kernel skipped
+    if unset.any():
+        Ft[unset] = 0.0
     return Ft, tails

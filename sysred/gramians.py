@@ -148,6 +148,22 @@ def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None):
     return R, S, path, r_tail, s_tail
 
 
+def gramian_traces(sys):
+    """``trace P`` and ``trace Q`` (= the squared Frobenius norms of their square-root factors).
+
+    Diagonal systems in O(n): ``sum_i ||b_i||^2 / d_ii`` with ``d_ii = -2 Re l_i`` (ct) or
+    ``1 - |a_i|^2`` (dt), likewise with the columns of ``C``. Dense systems: from the factors.
+    """
+    if not isinstance(sys, DiagonalStateSpace):
+        R, S, _ = gramian_factors(sys)
+        return (np.linalg.norm(F, axis=(-2, -1)) ** 2 for F in (R, S))
+    x = sys.poles
+    d = (1.0 - (x.real**2 + x.imag**2)) if sys.is_discrete else -2.0 * x.real  # (..., n)
+    b2 = (np.abs(sys.B) ** 2).sum(axis=-1)  # (..., n)
+    c2 = (np.abs(sys.C) ** 2).sum(axis=-2)  # (..., n)
+    return (b2 / d).sum(axis=-1), (c2 / d).sum(axis=-1)
+
+
 def _dense_factors(sys, backend):
     """Hammarling (or SLICOT) factors, one batch entry at a time."""
     path = _dense_path(sys, backend)

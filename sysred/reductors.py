@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sysred import _svd_kernel
 from sysred._checks import require_stable, require_system
 from sysred._parallel import join_chunks, one_blas_thread, run_chunks, split_batch
 from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
-from sysred.gramians import factors_with_tails
+from sysred.gramians import factors_with_tails, gramian_traces
 from sysred.precise import check_accuracy, precise_factors_and_svd
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
 
@@ -165,15 +166,41 @@ def _pad_last(X, size):
 
 @dataclass
 class _Factored:
-    """One chunk's Gramian factors and the SVD ``S^H R = U diag(s) Vh`` (unpadded)."""
+    """One chunk's Gramian factors and the SVD ``S^H R = U diag(s) Vh`` (unpadded).
+
+    Either ``U, Vh`` (numpy's full SVD) or ``leading`` (the compiled bidiagonal SVD, which
+    back-transforms only the leading vectors once the order is known) is set.
+    """
 
     R: np.ndarray  # (b, n, kR)
     S: np.ndarray  # (b, n, kS)
-    U: np.ndarray  # (b, kS, k), k = min(kS, kR)
+    U: np.ndarray | None  # (b, kS, k), k = min(kS, kR)
     s: np.ndarray  # (b, k)
-    Vh: np.ndarray  # (b, k, kR)
+    Vh: np.ndarray | None  # (b, k, kR)
     path: str
     delta: np.ndarray  # (b,)
+    leading: _svd_kernel.BidiagonalSVD | None = None
+
+    def vectors(self, order):
+        """``U_r`` (b, kS, r), ``V_r`` (b, kR, r), zero-padded beyond the rank."""
+        if self.leading is not None:
+            U, V = self.leading.leading(order)
+        else:
+            U, V = self.U[..., :, :order], _ct(self.Vh[..., :order, :])
+        return _pad_last(U, order), _pad_last(V, order)
+
+
+def _svd(R, S):
+    """All singular values of ``S^H R``; vectors now (numpy) or on demand (compiled kernel).
+
+    The compiled path (complex factors, numba available) gets ``(S^H R)^T = R^T conj(S)`` in
+    C order, which is ``S^H R`` in the Fortran order LAPACK wants: no transposing copy.
+    """
+    if np.iscomplexobj(R) and np.iscomplexobj(S) and R.ndim == 3 and _svd_kernel.available():
+        bsvd = _svd_kernel.bidiagonal_svd(MT=R.swapaxes(-1, -2) @ S.conj())
+        return None, bsvd.s, None, bsvd
+    U, s, Vh = np.linalg.svd(_ct(S) @ R, full_matrices=False)  # (.., kS, k), (.., k), (.., k, kR)
+    return U, s, Vh, None
 
 
 def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
@@ -188,22 +215,20 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
         R, S, U, hsv, Vh = precise_factors_and_svd(sys)
         return _Factored(R, S, U, hsv, Vh, "diagonal-extended", np.zeros(sys.batch_shape))
     R, S, path, r_tail, s_tail = factors_with_tails(sys, backend, horizon, rank_tol)
-    U, hsv, Vh = np.linalg.svd(_ct(S) @ R, full_matrices=False)  # (.., kS, k), (.., k), (.., k, kR)
+    U, hsv, Vh, leading = _svd(R, S)
     delta = np.zeros(sys.batch_shape)
     if rank_tol is not None:
-        rn, sn = np.linalg.norm(R, axis=(-2, -1)), np.linalg.norm(S, axis=(-2, -1))
+        # ||R_k||_F <= ||R||_F = sqrt(trace P), likewise S: cheaper than the kept factors' norms
+        rn, sn = (np.sqrt(t) for t in gramian_traces(sys))
         delta = sn * r_tail + s_tail * rn + s_tail * r_tail  # (...), no cancellation
-    return _Factored(R, S, U, hsv, Vh, path, delta)
+    return _Factored(R, S, U, hsv, Vh, path, delta, leading)
 
 
 def _project(sys, f, order, method):
     """The projection ``T, W`` (n, r) and the reduced matrices of one chunk."""
-    k = f.s.shape[-1]
-    U, s, Vh = f.U, f.s, f.Vh
-    if k < order:  # low-rank factors of lower rank than the order: zero singular triplets
-        U, s = _pad_last(U, order), _pad_last(s, order)
-        Vh = _ct(_pad_last(_ct(Vh), order))
-    Ur, Vr = U[..., :, :order], _ct(Vh[..., :order, :])  # (..., kS, r), (..., kR, r)
+    # low-rank factors of lower rank than the order give zero singular triplets (padding)
+    Ur, Vr = f.vectors(order)  # (..., kS, r), (..., kR, r)
+    s = _pad_last(f.s[..., :order], order)
     if method == "sqrt":
         scale = 1.0 / np.sqrt(np.maximum(s[..., None, :order], np.finfo(float).tiny))
         T = (f.R @ Vr) * scale  # (..., n, r)

@@ -81,3 +81,16 @@ def test_kernel_zero_generator_and_hsv_agree(monkeypatch):
     h0 = sysred.hankel_singular_values(G)
     np.testing.assert_allclose(h1, h0, rtol=1e-11, atol=1e-14 * h0.max())
     assert np.all(h1[1] == 0)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_gramian_traces(discrete):
+    from sysred.gramians import gramian_traces
+
+    G = random_diagonal(np.random.default_rng(3), 6, 2, 3, discrete=discrete, batch=(4,))
+    P, Q = sysred.gramians(G)
+    tp, tq = gramian_traces(G)
+    np.testing.assert_allclose(tp, np.trace(P, axis1=-2, axis2=-1).real, rtol=1e-12)
+    np.testing.assert_allclose(tq, np.trace(Q, axis1=-2, axis2=-1).real, rtol=1e-12)
+    dense_p, dense_q = gramian_traces(G[0].to_dense())
+    assert dense_p == pytest.approx(tp[0], rel=1e-10) and dense_q == pytest.approx(tq[0], rel=1e-10)
