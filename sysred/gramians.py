@@ -11,7 +11,8 @@ Conventions (``^H`` = conjugate transpose):
 Which algorithm runs (the *path*):
 
 * ``"diagonal"`` -- ``DiagonalStateSpace``: closed-form Cauchy-like Gramians, pivoted Cholesky
-  from the generators (:func:`sysred.lyapunov.cauchy_factor`), vectorised over the batch.
+  from the generators (:func:`sysred.lyapunov.cauchy_factor`), vectorised over the batch, or
+  a compiled loop per system when numba is installed (:mod:`sysred._cauchy_kernel`).
 * ``"diagonal-lowrank"`` -- the same, pivoting stopped early (``rank_tol``): low-rank factors.
 * ``"diagonal-extended"`` -- ``accuracy="high"``: the factors and the SVD of ``S^H R`` in
   extended precision, HSVs to high relative accuracy (:mod:`sysred.precise`).
