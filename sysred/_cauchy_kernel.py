@@ -35,39 +35,53 @@ def available() -> bool:
     return numba is not None and os.environ.get("SYSRED_NUMBA", "1") != "0"
 
 
-def _kernel(x, g, discrete, tol2, Ft, tails, ranks):  # pragma: no cover - compiled
+def _kernel(x, g, discrete, tol, w, Ft, tails, ranks):  # pragma: no cover - compiled
     """Fill ``Ft`` (b, n, n): row k of Ft[s] is Cholesky column k of system s, for
     k < ranks[s] (the rows beyond are left untouched: the caller zeroes what it keeps).
 
-    ``tol2 < 0``: no truncation. Otherwise stop system s once its remaining trace is
-    ``<= tol2 * trace0``; ``tails[s]`` is then the square root of that remaining trace.
+    ``tol < 0``: no truncation. Otherwise system s stops once its remainder is below
+    ``tol * sqrt(trace0)``: the remainder is ``sqrt(sum_i X_ii)`` or, if ``w`` has a row per
+    system, ``sum_i sqrt(X_ii w_i)`` against ``tol * sqrt(trace0 * sum_i w_i)``, and pivots
+    then maximise ``X_ii w_i`` (see :func:`sysred.lyapunov.cauchy_factor`). ``tails[s]`` is
+    the remainder at the stop, 0 if nothing was dropped.
     """
     b, n = x.shape
+    weighted = w.shape[0] == b
     inv_dd = np.empty(n)
     diag = np.empty(n)
     gg = np.empty(n, dtype=np.complex128)
     for s in range(b):
         tr0 = 0.0
+        wsum = 0.0
         for i in range(n):
             xr, xi = x[s, i].real, x[s, i].imag
             gg[i] = g[s, i]
             inv_dd[i] = 1.0 / ((1.0 - (xr * xr + xi * xi)) if discrete else -2.0 * xr)
             diag[i] = (gg[i].real * gg[i].real + gg[i].imag * gg[i].imag) * inv_dd[i]
             tr0 += diag[i]
+            if weighted:
+                wsum += w[s, i]
+        limit = tol * np.sqrt(tr0 * wsum) if weighted else tol * np.sqrt(tr0)
         k = 0
-        tr = tr0
+        rest = 0.0
         while k < n:
-            tr = 0.0
+            rest = 0.0
             best = -1.0
+            bestw = -1.0
             p = 0
             for i in range(n):
                 v = diag[i]
-                if v > 0.0:
-                    tr += v
-                if v > best:
+                if v < 0.0:
+                    v = 0.0
+                vw = v * w[s, i] if weighted else v
+                rest += np.sqrt(vw) if weighted else v
+                if vw > bestw:
+                    bestw = vw
                     best = v
                     p = i
-            if best <= 0.0 or (tol2 >= 0.0 and k > 0 and tr <= tol2 * tr0):
+            if not weighted:
+                rest = np.sqrt(rest)
+            if best <= 0.0 or bestw <= 0.0 or (tol >= 0.0 and k > 0 and rest <= limit):
                 break
             scale = np.conj(gg[p]) / np.sqrt(best)
             pr, pi = x[s, p].real, x[s, p].imag
@@ -94,7 +108,7 @@ def _kernel(x, g, discrete, tol2, Ft, tails, ranks):  # pragma: no cover - compi
                 diag[i] = (nr * nr + ni * ni) * inv_dd[i]
             k += 1
         ranks[s] = k
-        tails[s] = np.sqrt(tr) if (k < n and tr > 0.0) else 0.0
+        tails[s] = rest if k < n else 0.0
 
 
 _compiled = None
@@ -107,7 +121,7 @@ def _get_kernel():
     return _compiled
 
 
-def cauchy_rank1_factors(x, g, discrete, rank_tol=None):
+def cauchy_rank1_factors(x, g, discrete, rank_tol=None, weights=None):
     """Pivoted Cholesky rows of ``X_ij = g_i conj(g_j) / d_ij`` for a batch.
 
     Parameters
@@ -117,6 +131,9 @@ def cauchy_rank1_factors(x, g, discrete, rank_tol=None):
     discrete : bool
     rank_tol : float, optional
         Stop each system once its remaining trace is ``<= rank_tol^2 * trace(X)``.
+    weights : ndarray, shape (b, n), optional
+        With ``rank_tol``: truncate for the product ``S^H F`` with ``weights`` the squared row
+        norms of ``S`` (see :func:`sysred.lyapunov.cauchy_factor`).
 
     Returns
     -------
@@ -124,7 +141,8 @@ def cauchy_rank1_factors(x, g, discrete, rank_tol=None):
         ``X ~= Ft^H Ft`` (rows = Cholesky columns in pivot order), ``k`` the largest rank kept
         in the batch (``n`` without ``rank_tol``); a system that stopped earlier has zero rows.
     tails : ndarray, shape (b,)
-        Frobenius norm of each system's dropped part (0 when nothing was dropped).
+        Frobenius norm of each system's dropped part (with weights: the bound on its product),
+        0 when nothing was dropped.
     """
     x = np.ascontiguousarray(x, dtype=np.complex128)
     g = np.ascontiguousarray(g, dtype=np.complex128)
@@ -132,8 +150,9 @@ def cauchy_rank1_factors(x, g, discrete, rank_tol=None):
     Ft = np.empty((b, n, n), dtype=np.complex128)
     tails = np.zeros(b)
     ranks = np.zeros(b, dtype=np.int64)
-    tol2 = -1.0 if rank_tol is None else float(rank_tol) ** 2
-    _get_kernel()(x, g, bool(discrete), tol2, Ft, tails, ranks)
+    tol = -1.0 if rank_tol is None else float(rank_tol)
+    w = np.zeros((0, n)) if weights is None else np.ascontiguousarray(weights, dtype=float)
+    _get_kernel()(x, g, bool(discrete), tol, w, Ft, tails, ranks)
     if rank_tol is not None:
         Ft = Ft[:, : max(1, int(ranks.max(initial=0))), :]
     unset = np.arange(Ft.shape[1])[None, :] >= ranks[:, None]  # (b, k): rows the kernel skipped

@@ -118,8 +118,17 @@ def gramian_factors(sys, backend="auto", horizon=None, rank_tol=None):
     return R, S, path
 
 
-def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None):
-    """:func:`gramian_factors` plus the dropped columns' Frobenius norms, shape (...)."""
+def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None, product=False):
+    """:func:`gramian_factors` plus the dropped columns' Frobenius norms, shape (...).
+
+    ``product=True`` (with ``rank_tol``, diagonal systems): factors for the product ``S^H R``
+    only, as balanced truncation uses them. ``S`` is truncated as usual; ``R`` is truncated
+    where its dropped columns change ``S^H R`` by at most ``rank_tol ||S||_F ||R||_F``
+    (weighted pivoting, see :func:`sysred.lyapunov.cauchy_factor`), and the first tail
+    returned is that bound on ``||S^H R_dropped||_F`` rather than ``||R_dropped||_F``. When
+    ``Q`` has low numerical rank (smooth, decaying kernels) but ``P`` does not, ``R`` then
+    keeps about as many columns as ``S`` instead of all n.
+    """
     if horizon is not None:
         _require_horizon_ok(sys, horizon)
     else:
@@ -130,7 +139,11 @@ def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None):
         return R, S, path, zero, zero
     disc = sys.is_discrete
     x, CH = sys.poles, sys.C.conj().swapaxes(-1, -2)
-    if rank_tol is None and sys.m == sys.p:
+    if product and rank_tol is not None:
+        S, s_tail = cauchy_factor(x.conj(), CH, disc, horizon, rank_tol, return_tail=True)
+        weights = (S.real**2 + S.imag**2).sum(axis=-1)  # (..., n) squared row norms of S
+        R, r_tail = cauchy_factor(x, sys.B, disc, horizon, rank_tol, True, weights)
+    elif rank_tol is None and sys.m == sys.p:
         # one pivoting loop for both factors (the loop's Python overhead is the factors' cost);
         # not with rank_tol, where each factor must be allowed to stop at its own rank
         both, tails = cauchy_factor(

@@ -164,7 +164,9 @@ def geometric_sum(z, length):
     return out
 
 
-def cauchy_factor(x, G, discrete=False, horizon=None, rank_tol=None, return_tail=False):
+def cauchy_factor(
+    x, G, discrete=False, horizon=None, rank_tol=None, return_tail=False, weights=None
+):
     """Diagonally pivoted Cholesky factor of a Cauchy-like Gramian, batched.
 
     The Lyapunov equation with ``A = diag(x)`` has the closed-form solution
@@ -205,6 +207,16 @@ def cauchy_factor(x, G, discrete=False, horizon=None, rank_tol=None, return_tail
         O(n k m) per system for k kept columns (``m = 1``).
     return_tail : bool
         Also return the Frobenius norm of the dropped columns, shape (...).
+    weights : ndarray, shape (..., n), optional
+        With ``rank_tol``: truncate for a product instead. ``weights[i] = ||s_i||^2``, the
+        squared row norms of a matrix ``S`` (n x k) that the factor will be multiplied with as
+        ``S^H F``. Pivots maximise ``X_ii w_i``, and pivoting stops once
+        ``beta = sum_i sqrt(X_ii w_i) <= rank_tol ||S||_F sqrt(trace X)`` (``X_ii`` the
+        Schur complement's diagonal), which bounds what the dropped columns add to the
+        product: ``||S^H F_dropped||_F <= beta`` (``|X_ij| <= sqrt(X_ii X_jj)`` for the PSD
+        remainder). The tail returned is then ``beta``. For balanced truncation with a
+        low-rank observability factor, the controllability factor needs only the directions
+        that factor sees.
 
     Returns
     -------
@@ -215,29 +227,39 @@ def cauchy_factor(x, G, discrete=False, horizon=None, rank_tol=None, return_tail
     x = np.asarray(x, dtype=complex)
     G = np.asarray(G, dtype=complex)
     n = x.shape[-1]
-    batch = np.broadcast_shapes(x.shape[:-1], G.shape[:-2])
+    if weights is not None:
+        if rank_tol is None:
+            raise ValueError("weights only act together with rank_tol")
+        weights = np.asarray(weights, dtype=float)
+    w_batch = () if weights is None else weights.shape[:-1]
+    batch = np.broadcast_shapes(x.shape[:-1], G.shape[:-2], w_batch)
     x = np.broadcast_to(x, batch + (n,)).reshape(-1, n)  # (b, n)
     G = np.broadcast_to(G, batch + G.shape[-2:])
     G = G.reshape(-1, n, G.shape[-1])  # (b, n, m)
+    if weights is not None:
+        weights = np.broadcast_to(weights, batch + (n,)).reshape(-1, n)
+    xi, xjc = x[:, :, None], x[:, None, :].conj()
     if horizon is not None:
-        xi, xjc = x[:, :, None], x[:, None, :].conj()
         X = (G @ G.conj().swapaxes(-1, -2)) * geometric_sum(xi * xjc, horizon)  # (b, n, n)
-        Ft, tail = _pivoted_cholesky_rows(X, rank_tol)
+        Ft, tail = _pivoted_cholesky_rows(X, rank_tol, weights)
     elif G.shape[-1] == 1 and _cauchy_kernel.available():
-        Ft, tail = _cauchy_kernel.cauchy_rank1_factors(x, G[..., 0], discrete, rank_tol)
+        Ft, tail = _cauchy_kernel.cauchy_rank1_factors(x, G[..., 0], discrete, rank_tol, weights)
     elif G.shape[-1] == 1:
-        Ft, tail = _cauchy_rank1(x, G[..., 0], discrete, rank_tol)
+        Ft, tail = _cauchy_rank1(x, G[..., 0], discrete, rank_tol, weights)
     else:
-        xi, xjc = x[:, :, None], x[:, None, :].conj()
         den = (1.0 - xi * xjc) if discrete else -(xi + xjc)  # (b, n, n)
-        Ft, tail = _pivoted_cholesky_rows((G @ G.conj().swapaxes(-1, -2)) / den, rank_tol)
+        Ft, tail = _pivoted_cholesky_rows((G @ G.conj().swapaxes(-1, -2)) / den, rank_tol, weights)
     F = Ft.swapaxes(-1, -2).reshape(batch + (n, Ft.shape[1]))
     return (F, tail.reshape(batch)) if return_tail else F
 
 
-def _truncated(trace, trace0, rank_tol):
-    """Whether every batch entry's remaining trace is below ``rank_tol^2 * trace0``."""
-    return rank_tol is not None and bool(np.all(trace <= rank_tol**2 * trace0))
+def _remaining(d, weights):
+    """What the dropped columns would still carry, per batch entry: ``sqrt(sum_i X_ii)`` (their
+    Frobenius norm) or, with weights, ``sum_i sqrt(X_ii w_i)`` (see :func:`cauchy_factor`)."""
+    d = np.maximum(d, 0.0)
+    if weights is None:
+        return np.sqrt(d.sum(axis=-1))
+    return np.sqrt(d * weights).sum(axis=-1)
 
 
 def _den_column(x, xp, discrete):
@@ -245,7 +267,7 @@ def _den_column(x, xp, discrete):
     return 1.0 - x * xp.conj() if discrete else -(x + xp.conj())
 
 
-def _cauchy_rank1(x, g, discrete, rank_tol=None):
+def _cauchy_rank1(x, g, discrete, rank_tol=None, weights=None):
     """Pivoted Cholesky rows (b, n_pivots, n) for ``X_ij = g_i conj(g_j) / d_ij``.
 
     Schur complements stay Cauchy-like with updated generators
@@ -271,10 +293,11 @@ def _cauchy_rank1(x, g, discrete, rank_tol=None):
         g = g * (sign * (x - xp) / den)
         return row
 
-    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol, np.result_type(g, x, complex))
+    dtype = np.result_type(g, x, complex)
+    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol, dtype, weights)
 
 
-def _pivoted_cholesky_rows(X, rank_tol=None):
+def _pivoted_cholesky_rows(X, rank_tol=None, weights=None):
     """Diagonally pivoted Cholesky rows (b, k, n) of explicit PSD matrices X (b, n, n)."""
     b, n = X.shape[:2]
     rows = np.arange(b)
@@ -288,27 +311,32 @@ def _pivoted_cholesky_rows(X, rank_tol=None):
         X = X - col[:, :, None] * col[:, None, :].conj()
         return col
 
-    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol)
+    return _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol, complex, weights)
 
 
-def _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol, dtype=complex):
+def _pivoted_cholesky(b, n, diagonal, eliminate, rank_tol, dtype=complex, weights=None):
     """The pivoting loop shared by the generator and explicit variants.
 
     ``diagonal()`` gives the current Schur complement's diagonal (b, n); ``eliminate(piv,
     1/sqrt(pivot))`` returns the Cholesky row (b, n) and updates the Schur complement.
-    Returns the rows (b, k, n) and the Frobenius norm of what was dropped (b,).
+    Pivots maximise the diagonal (times ``weights``, if given); with ``rank_tol`` the loop
+    stops once every batch entry's remainder (:func:`_remaining`) is below ``rank_tol``
+    times its initial ``sqrt(trace)`` (times ``sqrt(sum(weights))``).
+    Returns the rows (b, k, n) and the remainder at the stop (b,), 0 if nothing was dropped.
     """
     rows = np.arange(b)
     Ft = np.empty((b, n, n), dtype=dtype)
-    trace0 = None
+    limit = None
     for k in range(n):
         d = diagonal()
-        trace = np.maximum(d, 0.0).sum(axis=-1)  # (b,) = ||remaining columns||_F^2
-        if k == 0:
-            trace0 = trace
-        elif _truncated(trace, trace0, rank_tol):
-            return Ft[:, :k], np.sqrt(trace)
-        piv = d.argmax(axis=-1)  # (b,)
+        if rank_tol is not None:
+            rest = _remaining(d, weights)  # (b,)
+            if k == 0:
+                scale = 1.0 if weights is None else np.sqrt(weights.sum(axis=-1))
+                limit = rank_tol * np.sqrt(np.maximum(d, 0.0).sum(axis=-1)) * scale
+            elif np.all(rest <= limit):
+                return Ft[:, :k], rest
+        piv = (d if weights is None else d * weights).argmax(axis=-1)  # (b,)
         dp = d[rows, piv]
         inv_sqrt = np.zeros_like(dp)
         np.divide(1.0, np.sqrt(np.maximum(dp, 0.0)), out=inv_sqrt, where=dp > 0)

@@ -208,19 +208,25 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
 
     Also returns ``delta``, a bound on how far the HSVs may be from those of the full
     factors when ``rank_tol`` truncated them: with ``R = [R_k, R_t]``, ``S = [S_k, S_t]``,
-    ``||S^H R - S_k^H R_k||_2 <= |S_k||R_t| + |S_t||R_k| + |S_t||R_t|`` (Frobenius
-    norms), and each HSV moves at most that much (Weyl).
+    ``S^H R - S_k^H R_k = S_t^H R + S_k^H R_t``, so
+    ``||S^H R - S_k^H R_k||_2 <= |S_t| |R| + |S_k^H R_t|`` (Frobenius norms; the last term is
+    bounded by the weighted truncation of ``R`` for diagonal systems, by ``|S_k| |R_t|``
+    otherwise), and each HSV moves at most that much (Weyl).
     """
     if high:
         R, S, U, hsv, Vh = precise_factors_and_svd(sys)
         return _Factored(R, S, U, hsv, Vh, "diagonal-extended", np.zeros(sys.batch_shape))
-    R, S, path, r_tail, s_tail = factors_with_tails(sys, backend, horizon, rank_tol)
+    diagonal = isinstance(sys, DiagonalStateSpace)
+    R, S, path, r_tail, s_tail = factors_with_tails(sys, backend, horizon, rank_tol, diagonal)
     U, hsv, Vh, leading = _svd(R, S)
     delta = np.zeros(sys.batch_shape)
     if rank_tol is not None:
         # ||R_k||_F <= ||R||_F = sqrt(trace P), likewise S: cheaper than the kept factors' norms
         rn, sn = (np.sqrt(t) for t in gramian_traces(sys))
-        delta = sn * r_tail + s_tail * rn + s_tail * r_tail  # (...), no cancellation
+        if diagonal:  # r_tail bounds ||S_k^H R_dropped||_F (weighted truncation of R)
+            delta = s_tail * rn + r_tail
+        else:
+            delta = sn * r_tail + s_tail * rn + s_tail * r_tail  # (...), no cancellation
     return _Factored(R, S, U, hsv, Vh, path, delta, leading)
 
 

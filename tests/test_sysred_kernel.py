@@ -94,3 +94,30 @@ def test_gramian_traces(discrete):
     np.testing.assert_allclose(tq, np.trace(Q, axis1=-2, axis2=-1).real, rtol=1e-12)
     dense_p, dense_q = gramian_traces(G[0].to_dense())
     assert dense_p == pytest.approx(tp[0], rel=1e-10) and dense_q == pytest.approx(tq[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("compiled", ["1", "0"])
+def test_weighted_truncation_bounds_the_product(monkeypatch, compiled):
+    # R truncated for the product S^H R: what its dropped columns add is at most the tail
+    monkeypatch.setenv("SYSRED_NUMBA", compiled)
+    rng = np.random.default_rng(4)
+    n = 32
+    a = np.exp(0.02 * (-0.5 + 1j * np.pi * np.arange(n)))
+    b = (a - 1) / (-0.5 + 1j * np.pi * np.arange(n))
+    c = (rng.standard_normal((3, n)) + 1j * rng.standard_normal((3, n))) * np.exp(
+        -1.5 * np.arange(n)
+    )
+    S, s_tail = cauchy_factor(a.conj(), c.conj()[..., None], True, rank_tol=1e-14, return_tail=True)
+    w = (np.abs(S) ** 2).sum(axis=-1)
+    R, r_tail = cauchy_factor(a, b[:, None], True, rank_tol=1e-14, return_tail=True, weights=w)
+    full = cauchy_factor(a, b[:, None], True, rank_tol=0.0, weights=w)  # same pivots, no stop
+    alone = cauchy_factor(a, b[:, None], True, rank_tol=1e-14)  # truncated for R itself
+    assert full.shape[-1] == alone.shape[-1] == n  # R alone has full numerical rank ...
+    assert R.shape[-1] <= n - 8  # ... S^H R does not need all of it
+    for k in range(3):
+        j = int((np.abs(R[k]) > 0).any(axis=0).sum())
+        np.testing.assert_allclose(R[k][:, :j], full[k][:, :j], rtol=1e-12)
+        dropped = np.linalg.norm(S[k].conj().T @ full[k][:, j:])
+        assert dropped <= r_tail[k] * (1 + 1e-10)
+        limit = 1e-14 * np.linalg.norm(S[k]) * np.linalg.norm(full[k])
+        assert r_tail[k] <= limit * (1 + 1e-10)
