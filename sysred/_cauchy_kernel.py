@@ -65,7 +65,8 @@ def _kernel(x, g, discrete, tol, w, Ft, tails, ranks):  # pragma: no cover - com
         k = 0
         rest = 0.0
         while k < n:
-            rest = 0.0
+            rest = 0.0  # sum_i X_ii (then its square root), or sum_i sqrt(X_ii w_i)
+            wrest = 0.0  # sum_i w_i over the remaining diagonal
             best = -1.0
             bestw = -1.0
             p = 0
@@ -74,12 +75,23 @@ def _kernel(x, g, discrete, tol, w, Ft, tails, ranks):  # pragma: no cover - com
                 if v < 0.0:
                     v = 0.0
                 vw = v * w[s, i] if weighted else v
-                rest += np.sqrt(vw) if weighted else v
+                rest += v
+                if weighted and v > 0.0:
+                    wrest += w[s, i]
                 if vw > bestw:
                     bestw = vw
                     best = v
                     p = i
-            if not weighted:
+            if weighted:
+                # sum sqrt(X_ii w_i) <= sqrt(sum X_ii * sum w_i) (Cauchy-Schwarz): the exact sum
+                # (n square roots) only once the cheap bound is near the limit
+                rest = np.sqrt(rest * wrest)
+                if tol >= 0.0 and k > 0 and limit < rest <= n * limit:
+                    rest = 0.0
+                    for i in range(n):
+                        if diag[i] > 0.0:
+                            rest += np.sqrt(diag[i] * w[s, i])
+            else:
                 rest = np.sqrt(rest)
             if best <= 0.0 or bestw <= 0.0 or (tol >= 0.0 and k > 0 and rest <= limit):
                 break

@@ -141,7 +141,7 @@ def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None, product
     x, CH = sys.poles, sys.C.conj().swapaxes(-1, -2)
     if product and rank_tol is not None:
         S, s_tail = cauchy_factor(x.conj(), CH, disc, horizon, rank_tol, return_tail=True)
-        weights = (S.real**2 + S.imag**2).sum(axis=-1)  # (..., n) squared row norms of S
+        weights = _row_norms2(S)  # (..., n)
         R, r_tail = cauchy_factor(x, sys.B, disc, horizon, rank_tol, True, weights)
     elif rank_tol is None and sys.m == sys.p:
         # one pivoting loop for both factors (the loop's Python overhead is the factors' cost);
@@ -160,6 +160,17 @@ def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None, product
     else:
         path = "diagonal-lowrank" if rank_tol is not None else "diagonal"
     return R, S, path, r_tail, s_tail
+
+
+def _row_norms2(F):
+    """Squared row norms of complex ``F`` (..., n, k) in one pass (no temporaries) when ``F``
+    is the transposed view of a C-ordered array, as the Cauchy factors are."""
+    Ft = F.swapaxes(-1, -2)
+    if Ft.flags.c_contiguous and F.dtype == np.complex128:
+        v = Ft.view(np.float64)  # (..., k, 2n): interleaved real and imaginary parts
+        sq = np.einsum("...kj,...kj->...j", v, v)  # (..., 2n)
+        return sq[..., 0::2] + sq[..., 1::2]
+    return (F.real**2 + F.imag**2).sum(axis=-1)
 
 
 def gramian_traces(sys):
