@@ -44,6 +44,9 @@ def _add_reduce(verbs) -> None:
     p.add_argument("--rank", type=int, help="reduced state dimension r of every layer")
     p.add_argument("--tol", type=float, help="instead of --rank: per-layer error bound")
     p.add_argument("--method", choices=("bt", "modal"), default="bt")
+    p.add_argument(
+        "--rank-tol", type=float, help="low-rank Gramian factors (sysred rank_tol, e.g. 1e-16)"
+    )
     p.add_argument("--L", type=int, help="kernel length (default: the task's sequence length)")
     p.add_argument("--out", type=Path, required=True, help="reduced checkpoint to write")
     p.add_argument("--report", type=Path, help="JSON report (default: <out>.json)")
@@ -266,7 +269,9 @@ def cmd_reduce(args) -> int:
     ck, model = _model_from_checkpoint(args.checkpoint)
     L = args.L or int((ck.get("task") or {}).get("seq_len") or 1024)
     try:
-        reduced = s4dss.reduce(model, rank=args.rank, tol=args.tol, method=args.method, L=L)
+        reduced = s4dss.reduce(
+            model, rank=args.rank, tol=args.tol, method=args.method, L=L, rank_tol=args.rank_tol
+        )
     except ValueError as e:  # bad rank/tol, and sysred's refusals (SysredError is a ValueError)
         raise ConfigError(f"cannot reduce {args.checkpoint}: {e}") from None
     rep = reduced.reduction_report

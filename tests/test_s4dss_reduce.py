@@ -95,9 +95,7 @@ def test_reduced_kernel_errors_below_bound(mode):
         assert np.allclose(rep.bound, 2 * rep.hsv[:, 3:].sum(-1), rtol=1e-10)
 
 
-# With tol = 1e-9 only the full order meets it, so sysred's order search reaches r = n, where
-# sysred._order_from_tol indexes _tied(...)[:, n - 1] out of range. Strict xfail: once sysred is
-# fixed this turns into a failure, and the marker should go.
+# With tol = 1e-9 only the full order meets it: sysred's order search must reach r = n.
 @pytest.mark.parametrize("tol", [1.5, 1e-9])
 def test_reduce_with_tol_meets_it(tol):
     model = small_model(seed=3, d_state=8)
@@ -105,6 +103,27 @@ def test_reduce_with_tol_meets_it(tol):
     for rep in reduced.reduction_report.layers:
         assert np.all(rep.bound <= tol) and rep.order <= 8
     assert reduced.config["d_state"] == [r.order for r in reduced.reduction_report.layers]
+
+
+def test_reduce_passes_rank_tol_to_sysred():
+    # (truncation itself, its bound and the low-rank error are tested in test_sysred_reductors;
+    # this small random model's Gramians are not low rank, so nothing visible may change)
+    rank_tol = 1e-14
+    model = small_model("exp", torch.float64, seed=2, d_state=16)
+    L = 400
+    full = reduce(model, rank=4, L=L)
+    low = reduce(model, rank=4, L=L, rank_tol=rank_tol)
+    for layer, b, ra, rb in zip(
+        model.layers, low.layers, full.reduction_report.layers, low.reduction_report.layers,
+        strict=True,
+    ):  # fmt: skip
+        err = np.linalg.norm(layer_map(layer, L) - layer_map(b, L), axis=-1)
+        assert np.all(err <= rb.bound * (1 + 1e-8) + 1e-12)
+        assert np.all(rb.bound >= ra.bound * (1 - 1e-12))  # plus the HSV uncertainty
+        np.testing.assert_allclose(rb.kernel_error, ra.kernel_error, rtol=1e-6, atol=1e-10)
+        np.testing.assert_allclose(rb.hsv[:, :4], ra.hsv[:, :4], rtol=1e-8)
+    with pytest.raises(sysred.OrderError, match="rank_tol"):
+        reduce(model, rank=4, L=L, rank_tol=2.0)
 
 
 def test_full_rank_exact_when_poles_alias():
