@@ -29,7 +29,7 @@ import numpy as np
 
 from sysred import _cauchy_kernel
 
-__all__ = ["available", "bidiagonal_svd", "leading_vectors"]
+__all__ = ["available", "bidiagonal_svd"]
 
 
 def available() -> bool:
@@ -202,10 +202,3 @@ def bidiagonal_svd(M=None, MT=None):
     _kernel("bidiag")(MT, m, tauq, taup, s, UB, VB, infos, lapack["zgebrd"], lapack["dbdsdc"])
     _check(infos, "zgebrd/dbdsdc")
     return BidiagonalSVD(MT, tauq, taup, s, UB, VB, (m, n))
-
-
-def leading_vectors(M, r):
-    """Convenience: ``(U_r, s, V_r)`` of a batch ``M`` (b, m, n), all singular values."""
-    svd = bidiagonal_svd(M)
-    U, V = svd.leading(r)
-    return U, svd.s, V

@@ -32,7 +32,7 @@ import numpy as np
 from sysred._checks import require_stable, require_system
 from sysred._parallel import map_batch
 from sysred.errors import SysredError
-from sysred.lyapunov import cauchy_factor, hammarling_factor, slycot_factor
+from sysred.lyapunov import cauchy_factor, geometric_sum, hammarling_factor, slycot_factor
 from sysred.precise import check_accuracy, precise_factors_and_svd
 from sysred.systems import DiagonalStateSpace
 
@@ -173,20 +173,22 @@ def _row_norms2(F):
     return (F.real**2 + F.imag**2).sum(axis=-1)
 
 
-def gramian_traces(sys):
-    """``trace P`` and ``trace Q`` (= the squared Frobenius norms of their square-root factors).
-
-    Diagonal systems in O(n): ``sum_i ||b_i||^2 / d_ii`` with ``d_ii = -2 Re l_i`` (ct) or
-    ``1 - |a_i|^2`` (dt), likewise with the columns of ``C``. Dense systems: from the factors.
+def gramian_traces(sys, horizon=None):
+    """``trace P`` and ``trace Q`` of a diagonal system (= the squared Frobenius norms of their
+    square-root factors), in O(n): ``sum_i ||b_i||^2 w_i`` and ``sum_i ||c_i||^2 w_i`` with
+    ``w_i = 1 / (-2 Re l_i)`` (ct), ``1 / (1 - |a_i|^2)`` (dt) or, for the time-limited
+    Gramians, ``sum_{k<L} |a_i|^{2k}`` (``horizon=L``, no stability needed).
     """
-    if not isinstance(sys, DiagonalStateSpace):
-        R, S, _ = gramian_factors(sys)
-        return (np.linalg.norm(F, axis=(-2, -1)) ** 2 for F in (R, S))
     x = sys.poles
-    d = (1.0 - (x.real**2 + x.imag**2)) if sys.is_discrete else -2.0 * x.real  # (..., n)
+    if horizon is not None:
+        w = geometric_sum(x.real**2 + x.imag**2, horizon).real  # (..., n)
+    elif sys.is_discrete:
+        w = 1.0 / (1.0 - (x.real**2 + x.imag**2))
+    else:
+        w = -0.5 / x.real
     b2 = (np.abs(sys.B) ** 2).sum(axis=-1)  # (..., n)
     c2 = (np.abs(sys.C) ** 2).sum(axis=-2)  # (..., n)
-    return (b2 / d).sum(axis=-1), (c2 / d).sum(axis=-1)
+    return (b2 * w).sum(axis=-1), (c2 * w).sum(axis=-1)
 
 
 def _dense_factors(sys, backend):

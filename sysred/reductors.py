@@ -210,8 +210,8 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
     factors when ``rank_tol`` truncated them: with ``R = [R_k, R_t]``, ``S = [S_k, S_t]``,
     ``S^H R - S_k^H R_k = S_t^H R + S_k^H R_t``, so
     ``||S^H R - S_k^H R_k||_2 <= |S_t| |R| + |S_k^H R_t|`` (Frobenius norms; the last term is
-    bounded by the weighted truncation of ``R`` for diagonal systems, by ``|S_k| |R_t|``
-    otherwise), and each HSV moves at most that much (Weyl).
+    bounded by the weighted truncation of ``R``), and each HSV moves at most that much (Weyl).
+    Only diagonal systems truncate; dense factors are always full.
     """
     if high:
         R, S, U, hsv, Vh = precise_factors_and_svd(sys)
@@ -220,13 +220,11 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
     R, S, path, r_tail, s_tail = factors_with_tails(sys, backend, horizon, rank_tol, diagonal)
     U, hsv, Vh, leading = _svd(R, S)
     delta = np.zeros(sys.batch_shape)
-    if rank_tol is not None:
-        # ||R_k||_F <= ||R||_F = sqrt(trace P), likewise S: cheaper than the kept factors' norms
-        rn, sn = (np.sqrt(t) for t in gramian_traces(sys))
-        if diagonal:  # r_tail bounds ||S_k^H R_dropped||_F (weighted truncation of R)
-            delta = s_tail * rn + r_tail
-        else:
-            delta = sn * r_tail + s_tail * rn + s_tail * r_tail  # (...), no cancellation
+    if rank_tol is not None and diagonal:  # dense factors are never truncated: tails are 0
+        # ||R||_F = sqrt(trace P) in O(n); r_tail bounds ||S_k^H R_dropped||_F (weighted
+        # truncation of R, see factors_with_tails)
+        rn = np.sqrt(gramian_traces(sys, horizon)[0])
+        delta = s_tail * rn + r_tail
     return _Factored(R, S, U, hsv, Vh, path, delta, leading)
 
 

@@ -149,3 +149,20 @@ def test_low_rank_bt_agrees_with_full_bt_within_reported_error():
         err = sysred.hinf_norm(G[k], low.system[k])
         assert err <= low.bound[k] * (1 + 1e-9)
         assert sysred.hinf_norm(low.system[k], full.system[k]) <= 1e-9 * full.hsv[k, 0]
+
+
+def test_time_limited_low_rank_hsv_error_bounds_the_change():
+    # horizon + rank_tol on unstable channels: hsv_error must bound the HSV change, which needs
+    # the time-limited Gramian's trace (the infinite-horizon formula is meaningless there)
+    rng = np.random.default_rng(0)
+    n = 12
+    a = np.exp(0.05 * (-0.5 + 1j * np.pi * np.arange(n))) * np.r_[np.ones(n - 2), 1.1, 1.08]
+    C = (rng.standard_normal((3, 1, n)) + 0j) * np.exp(-0.8 * np.arange(n))
+    B = np.ones((3, n, 1)) + 0j
+    B[:, -2:] = 6.0  # input energy in the unstable modes (|a| > 1: 1/(1 - |a|^2) < 0 there)
+    G = sysred.DiagonalStateSpace(a, B, C, dt=1.0)
+    full = sysred.balanced_truncation(G, order=2, horizon=16)
+    for rank_tol in (1e-4, 1e-2):
+        low = sysred.balanced_truncation(G, order=2, horizon=16, rank_tol=rank_tol)
+        assert np.all(low.hsv_error > 0)
+        assert np.all(np.abs(low.hsv - full.hsv).max(axis=-1) <= low.hsv_error)
