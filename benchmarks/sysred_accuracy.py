@@ -21,8 +21,8 @@ Reference: :mod:`mp_reference` (closed-form Gramians in mpmath, Cholesky, SVD of
 Methods:
 
 * sysred default path on the ``DiagonalStateSpace`` (``sysred.hankel_singular_values(G)``;
-  the path it reports is printed); if ``hankel_singular_values`` accepts ``accuracy=``, a
-  column with ``accuracy="high"`` is added;
+  the path it reports is printed), and with ``accuracy="high"`` (extended precision,
+  :mod:`sysred.precise`);
 * sysred dense path: ``sysred.hankel_singular_values(G.to_dense())`` (Hammarling);
 * slycot ``ab09ad(job='B', equil='N')`` on ``sysred.realify(G)``: each HSV appears twice, and
   both copies are compared with the reference.
@@ -40,7 +40,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
 import platform
 import sys
 import time
@@ -124,8 +123,7 @@ def methods():
         "sysred dense": lambda G: sysred.hankel_singular_values(G.to_dense()),
         "slycot ab09ad": hsv_slycot,
     }
-    if "accuracy" in inspect.signature(sysred.hankel_singular_values).parameters:
-        ms["sysred accuracy=high"] = lambda G: sysred.hankel_singular_values(G, accuracy="high")
+    ms["sysred accuracy=high"] = lambda G: sysred.hankel_singular_values(G, accuracy="high")
     return ms
 
 
