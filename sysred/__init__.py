@@ -8,7 +8,8 @@ Layout (models / algorithms / reductors, as in pyMOR):
 * :mod:`sysred.lyapunov`, :mod:`sysred.gramians`, :mod:`sysred.norms` -- algorithms:
   Gramian square-root factors, Hankel singular values, H-infinity and H2 norms.
 * :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`
-  (square-root, balancing-free, time-limited), :func:`modal_truncation`.
+  (square-root, balancing-free, time-limited), :class:`BTReductor` (factors once, then any
+  order), :func:`modal_truncation`.
 * :mod:`sysred.interop` -- python-control conversion.
 """
 
@@ -26,12 +27,14 @@ from sysred.gramians import gramian_factors, gramians, hankel_singular_values
 from sysred.interop import from_control, to_control
 from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm
 from sysred.reductors import (
+    BTReductor,
     BTResult,
     ModalResult,
     balanced_truncation,
     impulse_error,
     modal_truncation,
     tail_bound,
+    tail_bounds,
 )
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize, realify
 
@@ -48,11 +51,13 @@ __all__ = [
     "difference",
     "bilinear_to_continuous",
     "balanced_truncation",
+    "BTReductor",
     "BTResult",
     "modal_truncation",
     "ModalResult",
     "impulse_error",
     "tail_bound",
+    "tail_bounds",
     "from_control",
     "to_control",
     "SysredError",

@@ -10,12 +10,26 @@ import numpy as np
 from sysred import _svd_kernel
 from sysred._checks import require_stable, require_system
 from sysred._parallel import join_chunks, one_blas_thread, run_chunks, split_batch
-from sysred.errors import HSVTieError, HSVTieWarning, OrderError, RankDeficientWarning
+from sysred.errors import (
+    HSVTieError,
+    HSVTieWarning,
+    OrderError,
+    RankDeficientWarning,
+    SysredError,
+)
 from sysred.gramians import factors_with_tails, gramian_traces
 from sysred.precise import check_accuracy, precise_factors_and_svd
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
 
-__all__ = ["BTResult", "ModalResult", "balanced_truncation", "modal_truncation", "tail_bound"]
+__all__ = [
+    "BTReductor",
+    "BTResult",
+    "ModalResult",
+    "balanced_truncation",
+    "modal_truncation",
+    "tail_bound",
+    "tail_bounds",
+]
 
 #: Two consecutive HSVs closer than ``TIE_RTOL * sigma_i`` count as equal.
 TIE_RTOL = 1e-9
@@ -34,6 +48,33 @@ def _tied(hsv):
     return close | (upper <= _noise_floor(hsv))
 
 
+def _distinct(hsv):
+    """``hsv`` with every value that equals its predecessor (a repeated HSV) set to 0."""
+    out = np.array(hsv, dtype=float, copy=True)
+    out[..., 1:] = np.where(_tied(hsv), 0.0, out[..., 1:])
+    return out
+
+
+def tail_bounds(hsv):
+    """The a-priori BT error bound for every order at once, shape (..., n + 1).
+
+    ``bounds[..., r] = 2 * sum of the distinct sigma_i, i > r`` for ``r = 0 .. n``
+    (``bounds[..., n] = 0``), see :func:`tail_bound`. One reverse cumulative sum: O(n).
+
+    Examples
+    --------
+    >>> import sysred
+    >>> sysred.tail_bounds([4.0, 2.0, 1.0]).tolist()
+    [14.0, 6.0, 2.0, 0.0]
+    """
+    hsv = np.asarray(hsv, dtype=float)
+    if hsv.ndim == 0:
+        raise OrderError("tail_bounds needs an array of Hankel singular values, got a scalar")
+    kept = _distinct(hsv)  # (..., n)
+    tails = np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1]  # (..., n): sum_{i >= r}
+    return 2.0 * np.concatenate([tails, np.zeros(hsv.shape[:-1] + (1,))], axis=-1)
+
+
 def tail_bound(hsv, order):
     """A-priori BT error bound ``2 * sum of the distinct sigma_i, i > order``, shape (...).
 
@@ -41,16 +82,26 @@ def tail_bound(hsv, order):
     ``10 n eps sigma_1``) are counted once, as the theory allows: each *distinct* value enters
     the bound once whatever its multiplicity (e.g. the doubled HSVs of a realified complex
     system).
+
+    Parameters
+    ----------
+    hsv : array_like, shape (..., n)
+        Hankel singular values, descending.
+    order : int
+        ``0 <= order <= n``.
+
+    Raises
+    ------
+    OrderError
+        ``order`` not an integer in ``[0, n]``.
     """
-    hsv = np.asarray(hsv)
-    tail = hsv[..., order:]
-    if tail.shape[-1] == 0:
-        return np.zeros(hsv.shape[:-1])
-    # a tail value counts unless it equals its predecessor (which is then counted already)
-    repeat = _tied(hsv)[..., order - 1 :] if order > 0 else None
-    if repeat is not None:
-        tail = np.where(repeat, 0.0, tail)
-    return 2.0 * tail.sum(axis=-1)
+    hsv = np.asarray(hsv, dtype=float)
+    if hsv.ndim == 0:
+        raise OrderError("tail_bound needs an array of Hankel singular values, got a scalar")
+    n = hsv.shape[-1]
+    if isinstance(order, bool) or not isinstance(order, int | np.integer) or not 0 <= order <= n:
+        raise OrderError(f"order must be an integer between 0 and n = {n}, got {order!r}")
+    return tail_bounds(hsv)[..., int(order)]
 
 
 @dataclass
@@ -249,6 +300,154 @@ def _project(sys, f, order, method):
     return T, W, Wh @ AT, Wh @ sys.B, sys.C @ T
 
 
+class BTReductor:
+    """Square-root balanced truncation, split in two: Gramian factors once, then any order.
+
+    Constructing the reductor does the expensive part, O(b n^3) for a batch of ``b`` systems of
+    order ``n``: the square-root Gramian factors ``P = R R^H``, ``Q = S S^H`` and the SVD
+    ``S^H R = U Sigma V^H`` (see :func:`balanced_truncation` for the algorithms). After that,
+    :attr:`hsv` and :meth:`error_bounds` (every order at once) are free, and :meth:`reduce` costs
+    only the projection, O(b n^2 r). This is what choosing orders from the HSVs needs
+    (order selection by tolerance, budgets shared between systems, reducing one model to
+    several orders): no recomputation per order. The design follows pyMOR's ``BTReductor``.
+
+    Parameters
+    ----------
+    sys : StateSpace or DiagonalStateSpace
+        Asymptotically stable (unless ``horizon``), possibly batched.
+    backend, horizon, workers, rank_tol, accuracy
+        As in :func:`balanced_truncation`.
+
+    Attributes
+    ----------
+    fom : StateSpace or DiagonalStateSpace
+        The full-order system(s).
+    hsv : ndarray, shape (..., n)
+        Hankel singular values, descending (zero-padded beyond a low-rank factor's rank).
+    hsv_error : ndarray, shape (...)
+        With ``rank_tol``: how far (absolutely) the HSVs may be from the full factors' ones.
+    path : str
+        The Gramian-factor algorithm that ran (see :mod:`sysred.gramians`).
+
+    Raises
+    ------
+    UnstableSystemError
+        Unstable or marginally stable input (and no ``horizon``).
+
+    Examples
+    --------
+    >>> import numpy as np, sysred
+    >>> d = np.array([1.0, 2.0, 5.0, 10.0])
+    >>> G = sysred.DiagonalStateSpace(-d, np.ones((4, 1)), np.ones((1, 4)))
+    >>> red = sysred.BTReductor(G)
+    >>> bool(np.all(np.diff(red.error_bounds()) <= 0))  # bound(r) for r = 0..n, decreasing
+    True
+    >>> [red.reduce(r).system.n for r in (1, 2, 3)]  # no recomputation per order
+    [1, 2, 3]
+    """
+
+    def __init__(
+        self, sys, backend="auto", horizon=None, workers=None, rank_tol=None, accuracy="standard"
+    ):
+        if rank_tol is not None and not (
+            isinstance(rank_tol, float | int)
+            and not isinstance(rank_tol, bool)
+            and 0 <= rank_tol < 1
+        ):
+            raise OrderError(f"rank_tol must be a number in [0, 1), got {rank_tol!r}")
+        if horizon is None:
+            require_stable(sys, "balanced truncation")
+        high = check_accuracy(accuracy, require_system(sys), horizon, rank_tol)
+        self.fom, self.horizon = sys, horizon
+        with one_blas_thread():  # small batched matrices: BLAS threads only oversubscribe
+            self._chunks = split_batch(sys, workers)
+            self._parts = run_chunks(
+                lambda ch: _factors_and_svd(ch, backend, horizon, rank_tol, high), self._chunks
+            )
+        hsv, delta = join_chunks(
+            [(_pad_last(f.s, sys.n), f.delta) for f in self._parts], sys.batch_shape
+        )
+        self.hsv, self.hsv_error, self.path = hsv, delta, self._parts[0].path
+
+    def error_bounds(self):
+        """A-priori bound on ``||G - G_r||_inf`` for every order ``r = 0 .. n``, (..., n + 1).
+
+        ``2 * sum of the distinct sigma_i, i > r`` (plus ``2 (n - r) hsv_error`` with
+        ``rank_tol``); NaN for time-limited BT (``horizon``), which has no a-priori bound.
+        """
+        n = self.fom.n
+        if self.horizon is not None:
+            return np.full(self.fom.batch_shape + (n + 1,), np.nan)
+        slack = 2.0 * np.arange(n, -1, -1) * np.asarray(self.hsv_error)[..., None]  # (..., n+1)
+        return tail_bounds(self.hsv) + slack
+
+    def order_for(self, tol):
+        """Smallest order (common to the batch) whose bound is ``<= tol`` in every entry.
+
+        Never splits a group of equal HSVs and never exceeds the numerical rank.
+
+        Raises
+        ------
+        OrderError
+            ``tol`` not a non-negative number, or time-limited BT (no a-priori bound).
+        """
+        if self.horizon is not None:
+            raise OrderError("time-limited BT has no a-priori bound: give order, not tol")
+        if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating | np.integer):
+            raise OrderError(f"tol must be a non-negative number, got {tol!r}")
+        if not tol >= 0:
+            raise OrderError(f"tol must be a non-negative number, got {tol!r}")
+        n = self.fom.n
+        return _order_from_tol(self.hsv, float(tol) - 2 * n * np.max(self.hsv_error))
+
+    def reduce(self, order=None, tol=None, method="sqrt", strict=True):
+        """The reduced system at ``order`` (or the smallest order meeting ``tol``).
+
+        Parameters
+        ----------
+        order : int, optional
+            ``1 <= order <= n``, common to the batch.
+        tol : float, optional
+            Instead of ``order``: see :meth:`order_for`.
+        method : {"sqrt", "bfsr"}
+            Projection, see :func:`balanced_truncation`.
+        strict : bool
+            Refuse (True) or warn about (False) a degenerate order, see
+            :func:`balanced_truncation`.
+
+        Returns
+        -------
+        BTResult
+        """
+        if (order is None) == (tol is None):
+            raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
+        _check_method(method)
+        if tol is not None:
+            order = self.order_for(tol)
+        order = _check_order(self.hsv, order, strict)
+        sys, batch = self.fom, self.fom.batch_shape
+        with one_blas_thread():
+            projected = run_chunks(
+                lambda ch, f: _project(ch, f, order, method), self._chunks, self._parts
+            )
+        T, W, Ar, Br, Cr = join_chunks(projected, batch)
+        reduced = StateSpace(Ar, Br, Cr, sys.D, sys.dt)
+        delta = self.hsv_error
+        if self.horizon is not None:
+            nan = np.full(batch, np.nan)
+            err = impulse_error(sys, reduced, self.horizon + 1)
+            return BTResult(
+                reduced, self.hsv, nan, order, method, self.path, T, W, self.horizon, err, delta
+            )
+        bound = self.error_bounds()[..., order]
+        return BTResult(reduced, self.hsv, bound, order, method, self.path, T, W, hsv_error=delta)
+
+
+def _check_method(method):
+    if method not in ("sqrt", "bfsr"):
+        raise SysredError(f"method must be 'sqrt' or 'bfsr', got {method!r}")
+
+
 def balanced_truncation(
     sys,
     order=None,
@@ -345,6 +544,10 @@ def balanced_truncation(
         ``order`` out of range or degenerate (see ``strict``), or neither/both of
         ``order`` and ``tol`` given.
 
+    See Also
+    --------
+    BTReductor : the same in two steps (factors once, then reduce to any number of orders).
+
     Examples
     --------
     >>> import numpy as np, sysred
@@ -354,47 +557,13 @@ def balanced_truncation(
     >>> res.system.n, bool(res.bound >= sysred.hinf_norm(G, res.system))
     (2, True)
     """
-    with one_blas_thread():  # small batched matrices: BLAS threads only oversubscribe
-        return _balanced_truncation(
-            sys, order, tol, method, strict, backend, horizon, workers, rank_tol, accuracy
-        )
-
-
-def _balanced_truncation(
-    sys, order, tol, method, strict, backend, horizon, workers, rank_tol, accuracy
-):
     if (order is None) == (tol is None):
         raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
-    if method not in ("sqrt", "bfsr"):
-        raise ValueError(f"method must be 'sqrt' or 'bfsr', got {method!r}")
-    if rank_tol is not None and not (
-        isinstance(rank_tol, float | int) and not isinstance(rank_tol, bool) and 0 <= rank_tol < 1
-    ):
-        raise OrderError(f"rank_tol must be a number in [0, 1), got {rank_tol!r}")
-    if horizon is None:
-        require_stable(sys, "balanced truncation")
-    elif tol is not None:
+    _check_method(method)
+    if horizon is not None and tol is not None:
         raise OrderError("time-limited BT has no a-priori bound: give order, not tol")
-    high = check_accuracy(accuracy, require_system(sys), horizon, rank_tol)
-    batch, n = sys.batch_shape, sys.n
-    chunks = split_batch(sys, workers)
-    parts = run_chunks(lambda ch: _factors_and_svd(ch, backend, horizon, rank_tol, high), chunks)
-    hsv, delta = join_chunks([(_pad_last(f.s, n), f.delta) for f in parts], batch)
-    path = parts[0].path
-    if tol is not None:
-        if not tol >= 0:
-            raise OrderError(f"tol must be a non-negative number, got {tol!r}")
-        order = _order_from_tol(hsv, float(tol) - 2 * n * np.max(delta))
-    order = _check_order(hsv, order, strict)
-    projected = run_chunks(lambda ch, f: _project(ch, f, order, method), chunks, parts)
-    T, W, Ar, Br, Cr = join_chunks(projected, batch)
-    reduced = StateSpace(Ar, Br, Cr, sys.D, sys.dt)
-    if horizon is not None:
-        nan = np.full(batch, np.nan)
-        err = impulse_error(sys, reduced, horizon + 1)
-        return BTResult(reduced, hsv, nan, order, method, path, T, W, horizon, err, delta)
-    bound = tail_bound(hsv, order) + 2 * (n - order) * delta
-    return BTResult(reduced, hsv, bound, order, method, path, T, W, hsv_error=delta)
+    reductor = BTReductor(sys, backend, horizon, workers, rank_tol, accuracy)
+    return reductor.reduce(order, tol, method, strict)
 
 
 def impulse_error(G1, G2, length, chunk=128):
