@@ -44,6 +44,23 @@ def test_reduce_refuses_any_non_finite_layer_parameter(param, index, value, show
         reduce(model, rank=2, L=32)
 
 
+def test_cli_reduce_of_a_checkpoint_with_nan_skip_term(tmp_path, capsys):
+    from s4dss.checkpoint import save_checkpoint
+    from s4dss.cli import main
+
+    model = small_model()
+    with torch.no_grad():
+        model.layers[0].D[1] = float("nan")
+    ck = tmp_path / "nan.pt"
+    payload = {"model_config": model.config, "model_state": model.state_dict(), "config": {}}
+    save_checkpoint(ck, {**payload, "reduction": {}}, kind="reduced")
+    out = tmp_path / "r.pt"
+    assert main(["reduce", str(ck), "--rank", "2", "--L", "32", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "layer 'layers.0': parameter D (shape (5,)) has 1 non-finite" in err[0]
+    assert not out.exists()
+
+
 def test_reduce_of_a_finite_model_is_finite():
     """The check above is not trivially raising: a finite model reduces to a finite one."""
     reduced = reduce(small_model(), rank=2, L=32)
