@@ -1,42 +1,85 @@
-"""Checkpoints: atomic writes, validated loads with clear errors, RNG state capture.
+"""Checkpoints: atomic writes, integrity-checked loads with clear errors, RNG state capture.
 
 A checkpoint is a ``torch.save`` dict readable with ``weights_only=True`` (no pickled code)::
 
-    format: "s4dss-checkpoint", version: 1, kind: "train" | "reduced"
+    format: "s4dss-checkpoint", version: 2, kind: "train" | "reduced"
     model_config: dict            # S4Model(**model_config) rebuilds the architecture
     model_state: state_dict
     config: dict                  # the resolved run config
     ... kind "train": optimizer, scheduler, rng, position {epoch, step_in_epoch, global_step},
         metrics_bytes, best
+
+Integrity: ``torch.save`` writes a zip archive; its archive comment (the last bytes of the file)
+holds ``s4dss-sha256:<hex>``, the SHA-256 of every byte before the comment. The file stays a valid
+zip that ``torch.load`` reads, and :func:`load_checkpoint` refuses it if any byte changed (torch
+itself checks no checksum: a flipped byte in a tensor or in the optimizer moments would load
+silently). Version-1 checkpoints (written before the digest existed) still load, with a
+:class:`CheckpointWarning` that their integrity cannot be checked; a version-2 file without a
+valid digest is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import random
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 FORMAT = "s4dss-checkpoint"
-VERSION = 1
+VERSION = 2
+#: first version whose files carry a digest; older ones load with a CheckpointWarning
+DIGEST_VERSION = 2
 REQUIRED = {
     "train": ("model_config", "model_state", "config", "optimizer", "scheduler", "rng",
               "position"),
     "reduced": ("model_config", "model_state", "config", "reduction"),
 }  # fmt: skip
+_META = ("format", "version", "kind")
+_DIGEST_TAG = b"s4dss-sha256:"
+_TRAILER = len(_DIGEST_TAG) + 64  # the zip archive comment: tag + hex digest
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes + comment
+_ADVICE = (
+    "do not use it: restore the file from a copy, load another checkpoint of the run (best.pt "
+    "instead of last.pt, or an earlier one), or retrain"
+)
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, of another kind, or does not fit the model."""
+    """A checkpoint is missing, truncated, damaged, of another kind, or does not fit the model."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint loads but its integrity cannot be checked (version 1: no digest)."""
+
+
+def _sealed(body: bytes) -> list:
+    """``torch.save`` bytes -> the pieces of the file: the zip with its archive comment set to
+    ``s4dss-sha256:<SHA-256 of everything before the comment>``."""
+    if body[-22:-18] != _EOCD or body[-2:] != b"\x00\x00":
+        raise RuntimeError(
+            "torch.save wrote a zip without an empty archive comment at its end; this torch "
+            "version's layout is not supported by s4dss checkpoints"
+        )
+    head = memoryview(body)[:-2]
+    length = struct.pack("<H", _TRAILER)  # the comment-length field, the last one of the record
+    digest = hashlib.sha256(head)
+    digest.update(length)
+    return [head, length, _DIGEST_TAG, digest.hexdigest().encode()]
 
 
 def save_checkpoint(path: Path, payload: dict, *, kind: str = "train") -> None:
-    """Write ``payload`` atomically: a temp file in the same folder, fsync, then ``os.replace``.
+    """Write ``payload`` atomically, with a digest: a temp file in the same folder, fsync, then
+    ``os.replace``.
 
     A crash at any moment leaves either the previous checkpoint or the new one under ``path``,
-    never a partial file.
+    never a partial file. ``payload`` keys ``format``, ``version`` and ``kind`` are replaced by
+    this code's (so a loaded version-1 checkpoint re-saved becomes a version-2 one).
     """
     if kind not in REQUIRED:
         raise ValueError(f"kind must be one of {tuple(REQUIRED)}")
@@ -46,10 +89,14 @@ def save_checkpoint(path: Path, payload: dict, *, kind: str = "train") -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    data = {"format": FORMAT, "version": VERSION, "kind": kind, **payload}
+    data = {"format": FORMAT, "version": VERSION, "kind": kind}
+    data.update((k, v) for k, v in payload.items() if k not in _META)
     try:
+        buffer = io.BytesIO()
+        torch.save(data, buffer)
         with open(tmp, "wb") as f:
-            torch.save(data, f)
+            for piece in _sealed(buffer.getbuffer()):
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,8 +105,22 @@ def save_checkpoint(path: Path, payload: dict, *, kind: str = "train") -> None:
             tmp.unlink()
 
 
+def _check_digest(path: Path, raw: bytes) -> bool:
+    """True if ``raw`` carries a digest (and it matches); False if it carries none."""
+    if not raw[-_TRAILER:].startswith(_DIGEST_TAG):
+        return False
+    stored = bytes(raw[-64:])
+    actual = hashlib.sha256(memoryview(raw)[:-_TRAILER]).hexdigest().encode()
+    if stored != actual:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its bytes do not match the SHA-256 digest stored "
+            f"in it (a byte changed after it was written); {_ADVICE}"
+        )
+    return True
+
+
 def load_checkpoint(path: Path, *, kind: str | None = None) -> dict:
-    """Load and validate a checkpoint.
+    """Load, integrity-check and validate a checkpoint.
 
     Parameters
     ----------
@@ -70,16 +131,25 @@ def load_checkpoint(path: Path, *, kind: str | None = None) -> dict:
     Raises
     ------
     CheckpointError
-        If the file is missing, empty, truncated or corrupt, not an s4dss checkpoint, from a
-        newer version, of the wrong kind, or lacks required entries.
+        If the file is missing, empty, truncated or corrupt, fails its SHA-256 digest (any byte
+        changed), is a version >= 2 file without its digest, is not an s4dss checkpoint, is from
+        a newer version, of the wrong kind, or lacks required entries.
+
+    Warns
+    -----
+    CheckpointWarning
+        A version-1 checkpoint (no digest): loaded, but its integrity cannot be checked.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    if path.stat().st_size == 0:
+    raw = path.read_bytes()  # hash and load the very same bytes
+    if not raw:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    sealed = _check_digest(path, raw)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: nothing read from disk runs code, digest or not
+        data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError/EOFError/UnpicklingError/...
         raise CheckpointError(
             f"checkpoint {path} cannot be read: it is truncated or corrupt, or not a torch "
@@ -90,9 +160,24 @@ def load_checkpoint(path: Path, *, kind: str | None = None) -> dict:
         raise CheckpointError(
             f"{path} is not an s4dss checkpoint (no format={FORMAT!r} marker; found {keys})"
         )
-    if data.get("version", 0) > VERSION:
+    version = data.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint version {data['version']}, newer than this code ({VERSION})"
+            f"{path} has checkpoint version {version!r}, newer than this code ({VERSION})"
+        )
+    if not sealed:
+        if version >= DIGEST_VERSION:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: a version-{version} checkpoint must end with its "
+                f"SHA-256 digest and this one does not (the end of the file changed); {_ADVICE}"
+            )
+        warnings.warn(
+            f"{path} is a version-{version} checkpoint without a digest: it loads, but damage to "
+            "it cannot be detected. Once you trust it, re-save it with "
+            "s4dss.checkpoint.save_checkpoint (or keep training, which writes version "
+            f"{VERSION}) to add one.",
+            CheckpointWarning,
+            stacklevel=2,
         )
     if kind is not None and data.get("kind") != kind:
         raise CheckpointError(f"{path} is a {data.get('kind')!r} checkpoint, expected {kind!r}")

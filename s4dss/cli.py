@@ -33,7 +33,7 @@ def _add_evaluate(verbs) -> None:
     p = verbs.add_parser("evaluate", help="evaluate a (trained or reduced) checkpoint")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", default=128)  # numeric options: s4dss.config.OPTIONS
     p.add_argument("--out", type=Path, help="also write the result as JSON here")
     p.add_argument("overrides", nargs="*", metavar="task.key=value", help="task overrides")
 
@@ -41,13 +41,11 @@ def _add_evaluate(verbs) -> None:
 def _add_reduce(verbs) -> None:
     p = verbs.add_parser("reduce", help="balanced truncation of every DSS layer of a checkpoint")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--rank", type=int, help="reduced state dimension r of every layer")
-    p.add_argument("--tol", type=float, help="instead of --rank: per-layer error bound")
+    p.add_argument("--rank", help="reduced state dimension r of every layer")
+    p.add_argument("--tol", help="instead of --rank: per-layer error bound")
     p.add_argument("--method", choices=("bt", "modal"), default="bt")
-    p.add_argument(
-        "--rank-tol", type=float, help="low-rank Gramian factors (sysred rank_tol, e.g. 1e-16)"
-    )
-    p.add_argument("--L", type=int, help="kernel length (default: the task's sequence length)")
+    p.add_argument("--rank-tol", help="low-rank Gramian factors (sysred rank_tol, e.g. 1e-16)")
+    p.add_argument("--L", help="kernel length (default: the task's sequence length)")
     p.add_argument("--out", type=Path, required=True, help="reduced checkpoint to write")
     p.add_argument("--report", type=Path, help="JSON report (default: <out>.json)")
     p.add_argument(
@@ -74,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from sysred import SysredError  # refusals of the reduction (unstable, degenerate order)
 
     try:
+        _check_options(args)
         if args.verb == "train":
             return cmd_train(args)
         if args.verb == "evaluate":
@@ -83,6 +82,31 @@ def main(argv: list[str] | None = None) -> int:
         # user errors: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _check_options(args) -> None:
+    """Numeric options, parsed and checked by their rules in ``s4dss.config.OPTIONS``."""
+    from s4dss.config import OPTIONS, check_option
+
+    for option in OPTIONS:
+        attr = option.lstrip("-").replace("-", "_")
+        if hasattr(args, attr):
+            setattr(args, attr, check_option(option, getattr(args, attr)))
+
+
+def _output_file(path: Path | None, option: str) -> Path | None:
+    """Create the folder of an output file up front (before any long work), or say why not."""
+    from s4dss.config import ConfigError
+
+    if path is None:
+        return None
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / 'x.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{option} {path}: cannot create {path.parent} ({e.strerror})") from None
+    return path
 
 
 # ---------------------------------------------------------------------------- train
@@ -228,6 +252,7 @@ def cmd_evaluate(args) -> int:
     """``evaluate``: loss and accuracy of a checkpoint on one split of its task."""
     from s4dss.train import evaluate
 
+    _output_file(args.out, "--out")
     ck, model = _model_from_checkpoint(args.checkpoint)
     task = _task_from_config(ck["config"], args.overrides)
     data = {"train": task.train, "val": task.val, "test": task.test}[args.split]
@@ -266,8 +291,12 @@ def cmd_reduce(args) -> int:
 
     if (args.rank is None) == (args.tol is None):
         raise ConfigError("give exactly one of --rank and --tol")
+    _output_file(args.out, "--out")
+    report_path = _output_file(
+        args.report or args.out.with_name(args.out.name + ".json"), "--report"
+    )
     ck, model = _model_from_checkpoint(args.checkpoint)
-    L = args.L or int((ck.get("task") or {}).get("seq_len") or 1024)
+    L = args.L if args.L is not None else int((ck.get("task") or {}).get("seq_len") or 1024)
     try:
         reduced = s4dss.reduce(
             model, rank=args.rank, tol=args.tol, method=args.method, L=L, rank_tol=args.rank_tol
@@ -313,7 +342,6 @@ def cmd_reduce(args) -> int:
             data = getattr(task, split)
             report[f"{split}_before"] = evaluate(model, data, task.collate)
             report[f"{split}_after"] = evaluate(reduced, data, task.collate)
-    report_path = args.report or args.out.with_name(args.out.name + ".json")
     report_path.write_text(json.dumps(report, indent=1) + "\n")
     print(str(rep))
     print(f"wrote {args.out} and {report_path}")

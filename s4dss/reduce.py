@@ -147,6 +147,24 @@ def _check_request(layers, rank, tol, method, L) -> None:
         raise ValueError(f"L must be a positive integer, got {L!r}")
 
 
+def _check_finite(layers) -> None:
+    """Every parameter of every DSS layer is finite: the reduction reads the SSM parameters and
+    the skip term ``D`` and copies the rest (``output_linear``) into the reduced model, so a NaN
+    anywhere in the layer would come out of ``reduce`` unnoticed."""
+    for name, layer in layers:
+        for pname, p in layer.named_parameters():
+            bad = ~torch.isfinite(p.detach())  # same shape as p
+            if bad.any():
+                idx = torch.nonzero(bad)[:4].tolist()
+                values = [float(p.detach()[tuple(i)]) for i in idx]
+                short = pname.removeprefix("kernel.")  # W, log_dt, ...; D; output_linear.weight
+                raise sysred.NonFiniteError(
+                    f"layer {name!r}: parameter {short} (shape {tuple(p.shape)}) has "
+                    f"{int(bad.sum())} non-finite entries, e.g. {values} at {idx}: the layer has "
+                    "no valid map to reduce; retrain it or restore it from a checkpoint"
+                )
+
+
 def _check_stable(system, name: str) -> None:
     """Name the channels whose poles are on or outside the unit circle (softmax only)."""
     worst = np.max(np.abs(system.poles), axis=-1)  # (H)
@@ -220,7 +238,8 @@ def reduce(
     sysred.UnstableSystemError
         ``"softmax"`` channels with poles on or outside the unit circle (named in the message).
     sysred.NonFiniteError
-        NaN or inf in a layer's parameters.
+        NaN or inf in any parameter of a DSS layer (SSM parameters, skip term ``D``, output
+        linear); the message names the layer, the parameter and the entries.
     sysred.SysredError
         Any refusal by sysred (e.g. a degenerate order), prefixed with the layer's name.
     """
@@ -228,6 +247,7 @@ def reduce(
     if not layers:
         raise ValueError(f"{type(model).__name__} has no s4dss.DSS layer to reduce")
     _check_request(layers, rank, tol, method, L)
+    _check_finite(layers)
     reduced = copy.deepcopy(model)
     report = ReductionReport(method, int(L), params_before=_n_params(model))
     for (name, layer), (_, new) in zip(layers, dss_layers(reduced), strict=True):

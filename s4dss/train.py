@@ -100,10 +100,12 @@ class TrainConfig:
     interrupt_after_steps: int | None = None
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("train.batch_size and train.epochs must be >= 1")
+        # every field is checked by its rule in s4dss.config.TRAIN (add one there with a new
+        # field); ConfigError (a ValueError) names the key, the value and what is allowed
+        from s4dss.config import check_train
+
+        for key, value in check_train(asdict(self)).items():
+            setattr(self, key, value)
 
 
 class _StopFlag:
