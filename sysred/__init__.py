@@ -9,7 +9,8 @@ Layout (models / algorithms / reductors, as in pyMOR):
   Gramian square-root factors, Hankel singular values, H-infinity and H2 norms.
 * :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`
   (square-root, balancing-free, time-limited), :class:`BTReductor` (factors once, then any
-  order), :func:`modal_truncation`.
+  order), :func:`modal_truncation`; :mod:`sysred.spa`: :func:`singular_perturbation` (balanced
+  SPA, also ``BTReductor.reduce(order, method="spa")``).
 * :mod:`sysred.interop` -- python-control conversion.
 """
 
@@ -36,6 +37,7 @@ from sysred.reductors import (
     tail_bound,
     tail_bounds,
 )
+from sysred.spa import singular_perturbation
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize, realify
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "BTReductor",
     "BTResult",
     "modal_truncation",
+    "singular_perturbation",
     "ModalResult",
     "impulse_error",
     "tail_bound",
