@@ -26,7 +26,7 @@ from sysred.errors import (
 )
 from sysred.gramians import gramian_factors, gramians, hankel_singular_values
 from sysred.interop import from_control, to_control
-from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm
+from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm, peak_gain
 from sysred.reductors import (
     BTReductor,
     BTResult,
@@ -50,6 +50,7 @@ __all__ = [
     "hankel_singular_values",
     "hinf_norm",
     "h2_norm",
+    "peak_gain",
     "difference",
     "bilinear_to_continuous",
     "balanced_truncation",
