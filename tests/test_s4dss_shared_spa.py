@@ -87,9 +87,7 @@ def test_shared_reduction_has_fewer_parameters_and_keeps_shared_poles(r):
         assert kernel.Lambda().shape == (r,) and layer.N == r
         assert kernel.Lambda().real.max() < 0
         assert lr.params_after < lr.params_before
-        assert lr.params_after - lr.params_before == ssm_params(H, r, True) - ssm_params(
-            H, N, True
-        )
+        assert lr.params_after - lr.params_before == ssm_params(H, r, True) - ssm_params(H, N, True)
         assert lr.hsv.shape == (N,) and lr.bound.shape == (H,) and lr.cond.shape == (H,)
         assert np.all(np.isfinite(lr.cond)) and np.all(lr.cond >= 1)
     assert rep.params_after == n_params(shared) < n_params(m)
