@@ -202,3 +202,98 @@ def from_system(
         torch.from_numpy(base + correction),
         np.asarray(cond),
     )
+
+
+# ------------------------------------------------------------------ shared poles (one system)
+
+
+def to_shared_system(layer: DSS | DSSKernel, L: int | None = None) -> sysred.DiagonalStateSpace:
+    r"""A shared-pole layer as ONE continuous-time system with ``H`` outputs.
+
+    Channel ``h``'s kernel is the zero-order-hold sampling, with step :math:`\Delta_h`, of
+    :math:`G_h(s) = \sum_n c_{hn} / (s - \lambda_n)`: with :math:`a = e^{\Delta\lambda}` and
+    :math:`b = (a - 1)/\lambda = \int_0^\Delta e^{\lambda\tau} d\tau`,
+    :math:`K_{hk} = \mathrm{Re} \sum_n c_{hn} b_{hn} a_{hn}^k` (``reference.md`` section 10). When
+    :math:`\Lambda` is shared, all channels are the outputs of
+
+    .. math:: (A, B, C, D) = (\mathrm{diag}(\Lambda), \mathbf{1}_{N \times 1}, c, 0),
+
+    with ``c`` ``(H, N)`` from :meth:`s4dss.dss.DSSKernel.discrete` (``W``, or for ``"softmax"``
+    ``W / (e^{L \Delta\lambda} - 1)``). Reducing this system keeps the poles shared.
+
+    Returns
+    -------
+    sysred.DiagonalStateSpace
+        No batch, ``n = N``, ``m = 1``, ``p = H``, ``dt = None`` (continuous time), complex.
+
+    Raises
+    ------
+    ValueError
+        The layer has per-channel poles (``Lambda`` ``(H, N)``).
+    """
+    kernel = _kernel_of(layer)
+    if kernel.per_channel:
+        raise ValueError(
+            f"the layer has per-channel poles (Lambda {tuple(kernel.Lambda_im.shape)}): a shared-"
+            "pole reduction needs Lambda of shape (N,) shared by all channels"
+        )
+    _check_finite(kernel)
+    with torch.no_grad():
+        Lambda = kernel.Lambda().to(torch.complex128).numpy()  # (N)
+        c = kernel.discrete(L)[2].to(torch.complex128).numpy()  # (H N)
+    return sysred.DiagonalStateSpace(Lambda, np.ones((kernel.N, 1)), c, np.zeros((kernel.H, 1)))
+
+
+def from_shared_system(system, log_dt, mode: str = "exp", L: int | None = None, skip=None):
+    r"""Shared-pole layer parameters from a (reduced) continuous-time system with ``H`` outputs.
+
+    Inverse of :func:`to_shared_system`: diagonalise (``sysred.diagonalize``, its ``cond`` is
+    reported), scale each mode to input 1: :math:`\Lambda_r` ``(r,)`` = the poles and
+    :math:`c_r = C_r \mathrm{diag}(B_r)` ``(H, r)``; then ``W_r = c_r`` (``"exp"``) or
+    ``W_r = c_r (e^{L \Delta_h \lambda_r} - 1)`` (``"softmax"``). The per-channel
+    :math:`\Delta_h` is unchanged, so channel ``h``'s kernel is the ZOH sampling of the reduced
+    :math:`G_h(s)`. A continuous-time feed-through ``D_r`` (singular perturbation) has no place in
+    the kernel; it is added to the skip term (``Re D_r``), which keeps the layer's steady-state
+    gain: ZOH sampling keeps :math:`G_h(0)`, and ``G_r(0) + D_r = G(0)``.
+
+    Returns
+    -------
+    DSSParams
+        ``Lambda`` ``(r,)``, ``W`` ``(H, r)``, ``cond`` ``(H,)`` (the one condition number).
+    """
+    if not isinstance(system, sysred.StateSpace | sysred.DiagonalStateSpace):
+        raise TypeError(f"expected a sysred system, got {type(system).__name__}")
+    if mode not in ("exp", "softmax"):
+        raise ValueError(f"mode must be 'exp' or 'softmax', got {mode!r}")
+    log_dt = torch.as_tensor(log_dt).detach().to(torch.float64)  # (H)
+    H = log_dt.shape[0] if log_dt.ndim == 1 else None
+    if system.batch_shape != () or system.m != 1 or system.p != H or system.is_discrete:
+        raise ValueError(
+            f"from_shared_system needs one continuous-time system with 1 input and H = {H} "
+            f"outputs, got batch shape {system.batch_shape}, m = {system.m}, p = {system.p}, "
+            f"dt = {system.dt}"
+        )
+    diag, cond = sysred.diagonalize(system)
+    Lambda = diag.poles  # (r)
+    if mode == "exp" and np.any(Lambda.real >= 0):
+        raise ValueError(
+            f"mode 'exp' needs Re(lambda) < 0; the reduced system has a pole at "
+            f"{Lambda[np.argmax(Lambda.real)]:.6g} (cond of the eigenvectors {float(cond):.3g})"
+        )
+    c = diag.C * diag.B[:, 0]  # (H r): each mode scaled to input 1
+    if mode == "softmax":
+        if L is None:
+            raise ValueError("mode 'softmax' needs L: its C = W / (a^L - 1) depends on L")
+        dt = np.exp(log_dt.numpy())[:, None]  # (H 1)
+        c = c * np.expm1(L * dt * Lambda)  # (H r)
+    base = np.zeros(H) if skip is None else torch.as_tensor(skip).detach().double().numpy()
+    skip_r = base + diag.D[:, 0].real  # (H)
+    if not (np.all(np.isfinite(Lambda)) and np.all(np.isfinite(c))):
+        raise sysred.NonFiniteError("from_shared_system produced non-finite Lambda or W")
+    return DSSParams(
+        torch.from_numpy(np.ascontiguousarray(Lambda)),
+        torch.from_numpy(np.ascontiguousarray(c)),
+        log_dt,
+        torch.from_numpy(skip_r),
+        np.full(H, float(cond)),
+    )

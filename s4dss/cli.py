@@ -41,9 +41,23 @@ def _add_evaluate(verbs) -> None:
 def _add_reduce(verbs) -> None:
     p = verbs.add_parser("reduce", help="balanced truncation of every DSS layer of a checkpoint")
     p.add_argument("checkpoint", type=Path)
+    # numeric options are parsed and checked by their rules in s4dss.config.OPTIONS
     p.add_argument("--rank", help="reduced state dimension r of every layer")
     p.add_argument("--tol", help="instead of --rank: per-layer error bound")
-    p.add_argument("--method", choices=("bt", "modal"), default="bt")
+    p.add_argument("--budget", help="instead of --rank: total states over all layers")
+    p.add_argument("--param-budget", help="instead of --rank: the reduced model's total parameters")
+    p.add_argument(
+        "--method", choices=("bt", "spa", "modal"), default="bt",
+        help="balanced truncation, singular perturbation (keeps the steady-state gain), modal",
+    )  # fmt: skip
+    p.add_argument(
+        "--poles", choices=("per-channel", "shared"), default="per-channel",
+        help="shared: keep a shared-pole layer's poles shared (fewer parameters for r < N)",
+    )  # fmt: skip
+    p.add_argument(
+        "--normalise", choices=("gain", "total"), default="gain",
+        help="with a budget: per-layer bound relative to the layer's gain, or to its total",
+    )  # fmt: skip
     p.add_argument("--rank-tol", help="low-rank Gramian factors (sysred rank_tol, e.g. 1e-16)")
     p.add_argument("--L", help="kernel length (default: the task's sequence length)")
     p.add_argument("--out", type=Path, required=True, help="reduced checkpoint to write")
@@ -283,14 +297,17 @@ def _jsonable(x):
 def cmd_reduce(args) -> int:
     """``reduce``: checkpoint -> ``s4dss.reduce`` -> reduced checkpoint + JSON report."""
     import dataclasses
+    import warnings
 
     import s4dss
     from s4dss.checkpoint import save_checkpoint
     from s4dss.config import ConfigError
     from s4dss.train import evaluate
 
-    if (args.rank is None) == (args.tol is None):
-        raise ConfigError("give exactly one of --rank and --tol")
+    orders = {"rank": args.rank, "tol": args.tol, "budget": args.budget,
+              "param_budget": args.param_budget}  # fmt: skip
+    if sum(v is not None for v in orders.values()) != 1:
+        raise ConfigError("give exactly one of --rank, --tol, --budget and --param-budget")
     _output_file(args.out, "--out")
     report_path = _output_file(
         args.report or args.out.with_name(args.out.name + ".json"), "--report"
@@ -298,21 +315,28 @@ def cmd_reduce(args) -> int:
     ck, model = _model_from_checkpoint(args.checkpoint)
     L = args.L if args.L is not None else int((ck.get("task") or {}).get("seq_len") or 1024)
     try:
-        reduced = s4dss.reduce(
-            model, rank=args.rank, tol=args.tol, method=args.method, L=L, rank_tol=args.rank_tol
-        )
-    except ValueError as e:  # bad rank/tol, and sysred's refusals (SysredError is a ValueError)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", s4dss.ParameterIncreaseWarning)
+            reduced = s4dss.reduce(
+                model, **orders, method=args.method, L=L, rank_tol=args.rank_tol,
+                poles=args.poles, normalise=args.normalise,
+            )  # fmt: skip
+    except ValueError as e:  # bad rank/tol/budget, and sysred's refusals (SysredError is one)
         raise ConfigError(f"cannot reduce {args.checkpoint}: {e}") from None
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     rep = reduced.reduction_report
     if hasattr(reduced, "encoder") and hasattr(reduced.encoder, "config"):
         # reduce() updates the top-level config only; a wrapped encoder records its new orders
         reduced.encoder.config["d_state"] = [layer.order for layer in rep.layers]
-        reduced.encoder.config["lambda_per_channel"] = True
+        if args.poles == "per-channel":
+            reduced.encoder.config["lambda_per_channel"] = True
     reduction = {
         "source": str(args.checkpoint),
-        "rank": args.rank,
-        "tol": args.tol,
+        **orders,
         "method": args.method,
+        "poles": args.poles,
+        "normalise": args.normalise,
         "L": L,
     }
     save_checkpoint(

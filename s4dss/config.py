@@ -232,6 +232,8 @@ TASK: dict[str, Rule] = {
 OPTIONS: dict[str, Rule] = {
     "--batch-size": integer("evaluation batch size", ge=1),
     "--rank": integer("reduced state dimension r of every layer", ge=1),
+    "--budget": integer("total states over all DSS layers after the reduction", ge=1),
+    "--param-budget": integer("total parameters of the reduced model", ge=1),
     "--tol": number("per-layer error bound of the reduction", gt=0),
     "--rank-tol": number("relative truncation of the low-rank Gramian factors", ge=0, lt=1),
     "--L": integer("kernel length the reduction is measured over", ge=1),

@@ -1,20 +1,25 @@
 r"""Compress every DSS layer of a model through ``sysred``, and report what it cost.
 
-For each DSS layer: :func:`~s4dss.adapters.to_system` (``H`` channel systems) ->
-``sysred.balanced_truncation`` (or ``sysred.modal_truncation``) at order ``r`` ->
-``sysred.diagonalize`` -> :func:`~s4dss.adapters.from_system` -> a per-channel layer with
-``Lambda`` ``(H, r)``, ``W`` ``(H, r)``, the same ``log_dt``, and the feed-through correction
-added to the skip term (``reference.md`` sections 2-4, 7).
+For each DSS layer (see :mod:`s4dss.plans`): the layer as systems -> ``sysred.BTReductor``
+(balanced truncation ``"bt"`` or singular perturbation ``"spa"``) or modal truncation at order
+``r`` -> re-diagonalised -> DSS parameters, with the feed-through change added to the skip term
+(``reference.md`` sections 2-4, 7, 10). Orders come from ``rank`` (the same for every layer),
+``tol`` (per layer, from the bound), or a global ``budget`` / ``param_budget`` allocated over the
+layers (:mod:`s4dss.budget`). ``poles="per-channel"`` (default) gives every reduced channel its
+own poles; ``poles="shared"`` keeps a shared-pole layer's poles shared (fewer parameters).
 
 Measured error: per channel, :math:`e_h = \| K_h + D_h\delta - K^r_h - D^r_h\delta \|_2` over the
-first ``L`` taps, from the two torch layers. For each discrete SISO channel
+first ``L`` taps, from the two torch layers. Per-channel: for each discrete SISO channel
 :math:`e_h \le \|G_h - G^r_h\|_{H_2} \le \|G_h - G^r_h\|_{H_\infty} \le` ``bound[h]``
-(``2 * sum of the distinct tail HSVs``), and taking the real part never increases it.
+(``2 * sum of the distinct tail HSVs``), and taking the real part never increases it. Shared
+poles: the bound is on the continuous-time :math:`\|G_h(s) - G^r_h(s)\|_\infty`, not on the
+sampled kernel, so only the measured :math:`e_h` describes the kernel.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,10 +27,16 @@ import torch
 from torch import nn
 
 import sysred
-from s4dss.adapters import from_system, to_system
+from s4dss.budget import NORMALISATIONS, LayerOptions, allocate, layer_score
 from s4dss.dss import DSS
+from s4dss.plans import POLES, make_plan
 
-METHODS = ("bt", "modal")
+METHODS = ("bt", "spa", "modal")
+
+
+class ParameterIncreaseWarning(UserWarning):
+    """A reduction gave a model with more parameters than the original (e.g. per-channel
+    reduction of a shared-pole layer to ``r > N/2``; ``poles="shared"`` avoids it)."""
 
 
 @dataclass
@@ -38,10 +49,12 @@ class LayerReport:
         Module path of the layer in the model.
     n, order : int
         State dimension before and after.
-    hsv : ndarray ``(H, n)``
-        Hankel singular values per channel, descending (``None`` if the method gives none).
+    hsv : ndarray ``(H, n)``, or ``(n,)`` for ``poles="shared"``
+        Hankel singular values per channel (or of the joint system), descending (``None`` if
+        the method gives none).
     bound : ndarray ``(H,)``
-        A-priori H-infinity error bound per channel (``None`` if the method gives none).
+        A-priori H-infinity error bound per channel (``None`` if the method gives none; for
+        ``poles="shared"`` the joint system's bound, on the continuous-time channels).
     kernel_error : ndarray ``(H,)``
         Measured 2-norm of the layer's kernel change (skip included) over ``L`` taps.
     kernel_norm : ndarray ``(H,)``
@@ -50,6 +63,9 @@ class LayerReport:
         Condition number of the eigenvector matrix of the re-diagonalisation.
     params_before, params_after : int
         Parameter counts of the layer (SSM, skip, output linear).
+    score : float or None
+        With a budget: the normalised bound rho(r) the allocation used
+        (:mod:`s4dss.budget`).
     """
 
     name: str
@@ -62,6 +78,7 @@ class LayerReport:
     cond: np.ndarray
     params_before: int
     params_after: int
+    score: float | None = None
 
 
 @dataclass
@@ -73,14 +90,32 @@ class ReductionReport:
     layers: list[LayerReport] = field(default_factory=list)
     params_before: int = 0
     params_after: int = 0
+    poles: str = "per-channel"
+    budget: int | None = None
+    param_budget: int | None = None
+    normalise: str | None = None
 
     def __str__(self) -> str:
         lines = [
-            f"reduction ({self.method}), errors over L = {self.L} taps; "
+            f"reduction ({self.method}, {self.poles} poles), errors over L = {self.L} taps; "
             f"parameters {self.params_before} -> {self.params_after}",
-            f"{'layer':<12}{'n->r':>8}{'max bound':>12}{'max err':>12}{'max err/bound':>15}"
-            f"{'max cond':>11}{'params':>16}",
         ]
+        if self.budget is not None or self.param_budget is not None:
+            what = (
+                f"state budget {self.budget}"
+                if self.budget is not None
+                else f"parameter budget {self.param_budget}"
+            )
+            orders = ", ".join(f"{r.name}: {r.order}" for r in self.layers)
+            scores = ", ".join(f"{r.score:.3g}" for r in self.layers)
+            lines.append(
+                f"allocation ({what}, normalised by {self.normalise}): {orders}; "
+                f"normalised bounds {scores} (sum {sum(r.score for r in self.layers):.3g})"
+            )
+        lines.append(
+            f"{'layer':<12}{'n->r':>8}{'max bound':>12}{'max err':>12}{'max err/bound':>15}"
+            f"{'max cond':>11}{'params':>16}"
+        )
         for r in self.layers:
             bound = np.full_like(r.kernel_error, np.inf) if r.bound is None else r.bound
             pos = bound > 0
@@ -115,25 +150,23 @@ def kernel_errors(layer: DSS, other: DSS, L: int) -> np.ndarray:
     return np.linalg.norm(layer_map(layer, L) - layer_map(other, L), axis=-1)
 
 
-def _truncate(system, method: str, rank, tol, strict: bool, horizon, rank_tol=None):
-    if method == "bt":
-        return sysred.balanced_truncation(
-            system, order=rank, tol=tol, strict=strict, horizon=horizon, rank_tol=rank_tol
-        )
-    if horizon is not None:
-        raise ValueError("horizon= applies to method='bt' (time-limited BT) only")
-    if rank is None:
-        raise ValueError("method='modal' needs rank= (it has no error-bound order selection)")
-    return sysred.modal_truncation(system, rank)
+def _is_count(x) -> bool:
+    return not isinstance(x, bool) and isinstance(x, int | np.integer)
 
 
-def _check_request(layers, rank, tol, method, L) -> None:
+def _check_request(layers, rank, tol, budget, param_budget, method, poles, L, horizon) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if (rank is None) == (tol is None):
-        raise ValueError("give exactly one of rank (state dimension r) or tol (error bound)")
+    if poles not in POLES:
+        raise ValueError(f"poles must be one of {POLES}, got {poles!r}")
+    given = [x is not None for x in (rank, tol, budget, param_budget)]
+    if sum(given) != 1:
+        raise ValueError(
+            "give exactly one of rank (state dimension r), tol (error bound), budget (total "
+            "states) or param_budget (total parameters)"
+        )
     if rank is not None:
-        if isinstance(rank, bool) or not isinstance(rank, int | np.integer):
+        if not _is_count(rank):
             raise ValueError(f"rank must be an integer, got {rank!r}")
         for name, layer in layers:
             if not 1 <= rank <= layer.N:
@@ -143,6 +176,16 @@ def _check_request(layers, rank, tol, method, L) -> None:
                 )
     if tol is not None and not (isinstance(tol, int | float) and tol > 0 and np.isfinite(tol)):
         raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+    for key, value in (("budget", budget), ("param_budget", param_budget)):
+        if value is not None and not (_is_count(value) and value >= 1):
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if horizon is not None and method != "bt":
+        raise ValueError("horizon= applies to method='bt' (time-limited BT) only")
+    if horizon is not None and poles == "shared":
+        raise ValueError("horizon= (time-limited BT) is per-channel only: poles='shared' reduces "
+                         "in continuous time")  # fmt: skip
+    if horizon is not None and (budget is not None or param_budget is not None):
+        raise ValueError("budgets need a-priori error bounds; time-limited BT (horizon=) has none")
     if isinstance(L, bool) or not isinstance(L, int | np.integer) or L < 1:
         raise ValueError(f"L must be a positive integer, got {L!r}")
 
@@ -165,18 +208,59 @@ def _check_finite(layers) -> None:
                 )
 
 
-def _check_stable(system, name: str) -> None:
-    """Name the channels whose poles are on or outside the unit circle (softmax only)."""
-    worst = np.max(np.abs(system.poles), axis=-1)  # (H)
-    if np.any(worst >= 1.0):
-        bad = np.nonzero(worst >= 1.0)[0]
-        raise sysred.UnstableSystemError(
-            f"layer {name!r}: softmax channels {bad[:16].tolist()}"
-            f"{'...' if len(bad) > 16 else ''} ({len(bad)} of {len(worst)}) have poles with "
-            f"|exp(Delta*lambda)| >= 1 (Re lambda >= 0, max |a| = {worst.max():.6g}): "
-            "infinite-horizon balanced truncation needs stable channels; use horizon=L "
-            "(time-limited BT over the kernel length), which needs no stability."
-        )
+def _named(name: str, fn, *args):
+    """``fn(*args)``, with a sysred refusal prefixed by the layer's name."""
+    try:
+        return fn(*args)
+    except sysred.SysredError as err:
+        raise type(err)(f"layer {name!r}: {err}") from err
+
+
+def _budget_orders(model, plans, budget, param_budget, strict, normalise):
+    """Orders from a global budget (:func:`s4dss.budget.allocate`) and each layer's score."""
+    options, scores = [], []
+    for plan in plans:
+        rho = layer_score(plan.channel_bounds(), plan.gains(), normalise)  # (N+1)
+        orders = np.nonzero(plan.admissible(strict))[0]
+        params = np.array([plan.params(int(r)) for r in orders])
+        options.append(LayerOptions(plan.name, orders, rho[orders], params))
+        scores.append(rho)
+    fixed = _n_params(model) - sum(_n_params(plan.layer) for plan in plans)
+    orders = allocate(options, states=budget, params=param_budget, fixed=fixed)
+    return orders, [float(rho[r]) for rho, r in zip(scores, orders, strict=True)]
+
+
+def _install(new: DSS, params, old: DSS) -> None:
+    """Put reduced parameters into the copied layer ``new``."""
+    kernel = old.kernel
+    new.kernel = params.kernel(
+        kernel.mode, lr=kernel.optim["lr"], kernel_dtype=kernel.kernel_dtype,
+        param_dtype=kernel.Lambda_im.dtype,
+    ).to(old.D.device)  # fmt: skip
+    with torch.no_grad():
+        new.D.copy_(params.skip)
+    new._step_params = None  # the copied step cache belongs to the old kernel
+
+
+def _warn_if_larger(report: ReductionReport, shareable: bool) -> None:
+    """:class:`ParameterIncreaseWarning` if the model grew (``shareable``: some layer had shared
+    poles and was reduced per channel, which is the usual cause)."""
+    if report.params_after <= report.params_before:
+        return
+    grown = [f"{r.name} {r.params_before}->{r.params_after}" for r in report.layers
+             if r.params_after > r.params_before]  # fmt: skip
+    hint = (
+        "; a per-channel reduction gives every channel its own poles: poles='shared' keeps "
+        "shared poles shared and is smaller for every r < N"
+        if shareable
+        else ""
+    )
+    warnings.warn(
+        f"the reduced model has MORE parameters than the original ({report.params_before} -> "
+        f"{report.params_after}; layers {', '.join(grown)}){hint}",
+        ParameterIncreaseWarning,
+        stacklevel=3,
+    )
 
 
 def reduce(
@@ -188,8 +272,12 @@ def reduce(
     L: int = 1024,
     strict: bool = True,
     rank_tol: float | None = None,
+    budget: int | None = None,
+    param_budget: int | None = None,
+    poles: str = "per-channel",
+    normalise: str = "gain",
 ) -> nn.Module:
-    """A copy of ``model`` with every DSS layer reduced to ``rank`` states (or per ``tol``).
+    """A copy of ``model`` with every DSS layer reduced (to ``rank``, per ``tol``, or a budget).
 
     Parameters
     ----------
@@ -201,40 +289,64 @@ def reduce(
     tol : float, optional
         Instead of ``rank``: per layer, the smallest r whose error bound is ``<= tol`` on
         every channel (sysred's order selection; orders can differ between layers).
-    method : {"bt", "modal"}
-        Square-root balanced truncation, or ``sysred.modal_truncation`` (baseline; needs
-        ``rank``).
+    budget : int, optional
+        Instead of ``rank``: the total number of states over all DSS layers (the orders sum to
+        exactly this), allocated where the normalised error bound drops most
+        (:mod:`s4dss.budget`; ``normalise`` chooses the normalisation).
+    param_budget : int, optional
+        Instead of ``rank``: the reduced *model's* total parameter count (every parameter, as
+        in the report's ``params_after``) is at most this; allocated by the same rule.
+    method : {"bt", "spa", "modal"}
+        Square-root balanced truncation; balanced singular perturbation (matches each
+        channel's steady-state gain, same bound; the changed feed-through goes into the skip
+        term); or ``sysred.modal_truncation`` (baseline; bounds from the dropped modes' norms).
+    poles : {"per-channel", "shared"}
+        ``"per-channel"`` (default, the paper's): every channel is reduced on its own and the
+        reduced layer has ``Lambda`` ``(H, r)``. ``"shared"`` (layers with shared poles only):
+        the layer's channels are the outputs of one continuous-time system, reduced jointly;
+        the reduced layer keeps ``Lambda`` ``(r,)`` shared, so it is smaller for every
+        ``r < N``. Its bound is on the continuous-time channels, not on the sampled kernels
+        (the report gives the measured kernel errors).
     horizon : int, optional
-        Time-limited BT (``method="bt"``): balance the Gramians of the first ``horizon``
-        impulse-response samples (``sysred.balanced_truncation(..., horizon=...)``); use
-        ``horizon=L`` to match a kernel of length L. Needs no stability (DSS-softmax poles may
-        leave the unit disc); there is no a-priori bound (reported as NaN), the measured
+        Time-limited BT (``method="bt"``, per-channel): balance the Gramians of the first
+        ``horizon`` impulse-response samples (``sysred.balanced_truncation(..., horizon=...)``);
+        use ``horizon=L`` to match a kernel of length L. Needs no stability (DSS-softmax poles
+        may leave the unit disc); there is no a-priori bound (reported as NaN), the measured
         kernel errors are in the report.
     L : int
         Sequence length: the length the ``"softmax"`` kernels are normalised over (their
         state-space form depends on it, and the reduced layer is exact for this length), and the
         number of taps the kernel errors are measured over.
     strict : bool
-        Passed to ``sysred.balanced_truncation``: refuse (True) or only warn (False) about
-        degenerate orders (tied or rounding-level HSVs).
+        Passed to sysred: refuse (True) or only warn (False) about degenerate orders (tied or
+        rounding-level HSVs). With a budget, ``True`` allocates only orders sysred accepts.
     rank_tol : float, optional
-        Passed to ``sysred.balanced_truncation`` (``method="bt"``): low-rank Gramian factors,
+        Passed to ``sysred.BTReductor`` (``"bt"``, ``"spa"``): low-rank Gramian factors,
         truncated where they change ``S^H R`` by at most ``rank_tol`` relative. Trained
         kernels are smooth and their Gramians numerically low rank, so e.g. ``1e-16`` is
         several times faster and changes nothing visible; the HSV uncertainty is added to the
         reported bound.
+    normalise : {"gain", "total"}
+        With a budget: how each layer's bound is made comparable (:mod:`s4dss.budget`).
 
     Returns
     -------
     nn.Module
-        A new model of the same class; reduced layers have per-channel ``Lambda`` ``(H, r)``.
-        ``config`` (if the model has one) is updated so ``type(model)(**config)`` rebuilds it.
-        ``reduced.reduction_report`` is a :class:`ReductionReport`.
+        A new model of the same class. ``config`` (if the model has one) is updated so
+        ``type(model)(**config)`` rebuilds it. ``reduced.reduction_report`` is a
+        :class:`ReductionReport` (orders, bounds, kernel errors, parameters before and after).
+
+    Warns
+    -----
+    ParameterIncreaseWarning
+        The reduced model has more parameters than the original.
 
     Raises
     ------
     ValueError
-        No DSS layer, ``rank``/``tol``/``method``/``L`` invalid.
+        No DSS layer, or ``rank``/``tol``/``budget``/``method``/``poles``/``L`` invalid.
+    s4dss.budget.BudgetError
+        A budget no admissible choice of orders meets (the message names the minimum).
     sysred.UnstableSystemError
         ``"softmax"`` channels with poles on or outside the unit circle (named in the message).
     sysred.NonFiniteError
@@ -246,45 +358,49 @@ def reduce(
     layers = dss_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no s4dss.DSS layer to reduce")
-    _check_request(layers, rank, tol, method, L)
+    _check_request(layers, rank, tol, budget, param_budget, method, poles, L, horizon)
     _check_finite(layers)
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    plans = [make_plan(name, layer, method, L, poles, horizon, rank_tol) for name, layer in layers]
+    scores = [None] * len(plans)
+    if rank is not None:
+        orders = [int(rank)] * len(plans)
+    elif tol is not None:
+        orders = [_named(plan.name, plan.order_for, tol) for plan in plans]
+    else:
+        orders, scores = _budget_orders(model, plans, budget, param_budget, strict, normalise)
     reduced = copy.deepcopy(model)
-    report = ReductionReport(method, int(L), params_before=_n_params(model))
-    for (name, layer), (_, new) in zip(layers, dss_layers(reduced), strict=True):
-        try:
-            system = to_system(layer, L)
-            if layer.kernel.mode == "softmax" and horizon is None:
-                _check_stable(system, name)
-            result = _truncate(system, method, rank, tol, strict, horizon, rank_tol)
-        except sysred.SysredError as err:
-            raise type(err)(f"layer {name!r}: {err}") from err
-        old = layer.kernel
-        params = from_system(result.system, old.log_dt, old.mode, L, layer.D)
-        new.kernel = params.kernel(
-            old.mode, lr=old.optim["lr"], kernel_dtype=old.kernel_dtype,
-            param_dtype=old.Lambda_im.dtype,
-        ).to(layer.D.device)  # fmt: skip
-        with torch.no_grad():
-            new.D.copy_(params.skip)
-        new._step_params = None  # the copied step cache belongs to the old kernel
+    report = ReductionReport(method, int(L), params_before=_n_params(model), poles=poles)
+    if budget is not None or param_budget is not None:
+        report.budget, report.param_budget, report.normalise = budget, param_budget, normalise
+    news = [new for _, new in dss_layers(reduced)]
+    for plan, order, score, new in zip(plans, orders, scores, news, strict=True):
+        params, result = _named(plan.name, plan.reduce, order, strict)
+        _install(new, params, plan.layer)
+        bound = getattr(result, "bound", None)
         report.layers.append(
             LayerReport(
-                name=name,
-                n=layer.N,
+                name=plan.name,
+                n=plan.N,
                 order=new.N,
-                hsv=getattr(result, "hsv", None),
-                bound=getattr(result, "bound", None),
-                kernel_error=kernel_errors(layer, new, L),
-                kernel_norm=np.linalg.norm(layer_map(layer, L), axis=-1),
+                hsv=plan.hsv,
+                bound=None if bound is None else np.broadcast_to(bound, (plan.H,)).copy(),
+                kernel_error=kernel_errors(plan.layer, new, L),
+                kernel_norm=np.linalg.norm(layer_map(plan.layer, L), axis=-1),
                 cond=params.cond,
-                params_before=_n_params(layer),
+                params_before=_n_params(plan.layer),
                 params_after=_n_params(new),
+                score=score,
             )
         )
     config = getattr(reduced, "config", None)
     if isinstance(config, dict) and "d_state" in config:
         config["d_state"] = [r.order for r in report.layers]
-        config["lambda_per_channel"] = True
+        if poles == "per-channel":
+            config["lambda_per_channel"] = True
     report.params_after = _n_params(reduced)
+    shareable = poles == "per-channel" and any(not p.layer.kernel.per_channel for p in plans)
+    _warn_if_larger(report, shareable)
     reduced.reduction_report = report
     return reduced

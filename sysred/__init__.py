@@ -9,7 +9,8 @@ Layout (models / algorithms / reductors, as in pyMOR):
   Gramian square-root factors, Hankel singular values, H-infinity and H2 norms.
 * :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`
   (square-root, balancing-free, time-limited), :class:`BTReductor` (factors once, then any
-  order), :func:`modal_truncation`.
+  order), :func:`modal_truncation`; :mod:`sysred.spa`: :func:`singular_perturbation` (balanced
+  SPA, also ``BTReductor.reduce(order, method="spa")``).
 * :mod:`sysred.interop` -- python-control conversion.
 """
 
@@ -25,7 +26,7 @@ from sysred.errors import (
 )
 from sysred.gramians import gramian_factors, gramians, hankel_singular_values
 from sysred.interop import from_control, to_control
-from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm
+from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm, peak_gain
 from sysred.reductors import (
     BTReductor,
     BTResult,
@@ -36,6 +37,7 @@ from sysred.reductors import (
     tail_bound,
     tail_bounds,
 )
+from sysred.spa import singular_perturbation
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize, realify
 
 __all__ = [
@@ -48,12 +50,14 @@ __all__ = [
     "hankel_singular_values",
     "hinf_norm",
     "h2_norm",
+    "peak_gain",
     "difference",
     "bilinear_to_continuous",
     "balanced_truncation",
     "BTReductor",
     "BTResult",
     "modal_truncation",
+    "singular_perturbation",
     "ModalResult",
     "impulse_error",
     "tail_bound",

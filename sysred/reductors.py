@@ -19,6 +19,7 @@ from sysred.errors import (
 )
 from sysred.gramians import factors_with_tails, gramian_traces
 from sysred.precise import check_accuracy, precise_factors_and_svd
+from sysred.spa import perturb_balanced
 from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize
 
 __all__ = [
@@ -409,8 +410,10 @@ class BTReductor:
             ``1 <= order <= n``, common to the batch.
         tol : float, optional
             Instead of ``order``: see :meth:`order_for`.
-        method : {"sqrt", "bfsr"}
-            Projection, see :func:`balanced_truncation`.
+        method : {"sqrt", "bfsr", "spa"}
+            Projection, see :func:`balanced_truncation`; or ``"spa"``: balanced singular
+            perturbation approximation from the same factors (:mod:`sysred.spa`: matches the
+            steady-state gain, same bound, ``D_r != D``; not with ``horizon``).
         strict : bool
             Refuse (True) or warn about (False) a degenerate order, see
             :func:`balanced_truncation`.
@@ -421,6 +424,8 @@ class BTReductor:
         """
         if (order is None) == (tol is None):
             raise OrderError("give exactly one of order (an integer) or tol (an error bound)")
+        if method == "spa":
+            return self._singular_perturbation(order, tol, strict)
         _check_method(method)
         if tol is not None:
             order = self.order_for(tol)
@@ -441,6 +446,49 @@ class BTReductor:
             )
         bound = self.error_bounds()[..., order]
         return BTResult(reduced, self.hsv, bound, order, method, self.path, T, W, hsv_error=delta)
+
+    def _singular_perturbation(self, order, tol, strict):
+        """``reduce(method="spa")``: balanced realisation to the minimal order, then SPA."""
+        if self.horizon is not None:
+            raise SysredError(
+                "method='spa' needs the infinite-horizon balanced realisation; time-limited BT "
+                "(horizon=...) has none: use method='sqrt' or a reductor without horizon"
+            )
+        if tol is not None:
+            order = self.order_for(tol)
+        order = _check_order(self.hsv, order, strict)
+        sys, batch = self.fom, self.fom.batch_shape
+
+        def chunk(ch, f):
+            # numerical minimal order of each entry (at least r: strict=False may keep noise)
+            s = _pad_last(f.s, ch.n)  # (b, n), the HSVs as _check_order sees them
+            minimal = np.maximum(np.sum(s > _noise_floor(s), axis=-1), order)  # (b,)
+            k = int(np.max(minimal))
+            T, W, A, B, C = _project(ch, f, k, "sqrt")
+            Ar, Br, Cr, Dr = perturb_balanced(A, B, C, ch.D, order, minimal, ch.is_discrete)
+            return T[..., :order], W[..., :order], Ar, Br, Cr, Dr
+
+        with one_blas_thread():
+            parts = run_chunks(chunk, self._chunks, self._parts)
+        T, W, Ar, Br, Cr, Dr = join_chunks(parts, batch)
+        reduced = StateSpace(Ar, Br, Cr, Dr, sys.dt)
+        bound = self.error_bounds()[..., order]
+        return BTResult(
+            reduced, self.hsv, bound, order, "spa", self.path, T, W, hsv_error=self.hsv_error
+        )
+
+    def admissible_orders(self):
+        """Which orders ``r = 0 .. n`` :meth:`reduce` accepts with ``strict=True``, (n + 1,).
+
+        ``r`` is admissible when ``1 <= r <= n`` and, in every batch entry, ``sigma_r`` is above
+        the rounding level (``10 n eps sigma_1``) and not numerically equal to ``sigma_{r+1}``
+        (see :func:`balanced_truncation`). For choosing orders from :meth:`error_bounds`
+        without trial and error.
+        """
+        flat = self.hsv.reshape(-1, self.fom.n)  # (b, n)
+        ok = np.all(flat > _noise_floor(flat), axis=0)  # (n,): sigma_r kept above noise
+        ok[:-1] &= ~np.any(_tied(flat) & (flat[:, :-1] > _noise_floor(flat)), axis=0)
+        return np.concatenate([[False], ok])
 
 
 def _check_method(method):

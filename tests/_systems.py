@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from slycot import ab09ad, ab13dd
+from slycot import ab09ad, ab09bd, ab13dd
 
 import sysred
 
@@ -88,3 +88,37 @@ def load_slicot(path):
 def gap_orders(hsv, candidates, ratio=1.01):
     """Orders r among ``candidates`` with a clear gap sigma_r / sigma_{r+1} > ratio."""
     return [r for r in candidates if r < len(hsv) and hsv[r - 1] > ratio * hsv[r]]
+
+
+def _pad_inputs(G, m_total):
+    """``G`` with zero input columns appended up to ``m_total`` inputs (same HSVs, same map)."""
+    B = np.zeros((G.n, m_total))
+    B[:, : G.m] = G.B
+    D = np.zeros((G.p, m_total))
+    D[:, : G.m] = G.D
+    return B, D
+
+
+def slycot_spa(G, order, job="N"):
+    """SLICOT AB09BD (balanced SPA) on a real dense system: (reduced StateSpace, hsv).
+
+    Two pitfalls of this oracle, measured here:
+
+    * slycot's wrapper gives AB09BD an integer workspace of ``max(m, p)`` where SLICOT needs
+      ``2n``: the heap is corrupted (segfault at interpreter exit, sometimes wrong results).
+      Zero input columns up to ``2n`` inputs change neither the HSVs nor the transfer function
+      of the real inputs, and give the routine its workspace.
+    * ``job="B"`` (square-root SPA) in discrete time is wrong whenever the minimal order exceeds
+      ``r``: AB09BX biorthogonalises only the kept block (``TI1 T1 = I``), not the residualised
+      one, which the continuous-time formula ``A22^{-1}`` does not notice (it is invariant under
+      ``T2 -> T2 X``, ``TI2 -> Y TI2``) but ``(I - A22)^{-1}`` does: ``G_r(1) != G(1)``. Use
+      ``job="N"`` (balancing-free), which is exact, as the discrete-time oracle.
+    """
+    G = G.to_dense()
+    m = G.m
+    B, D = _pad_inputs(G, max(2 * G.n, m))
+    nr, Ar, Br, Cr, Dr, hsv = ab09bd(
+        "D" if G.is_discrete else "C", job, "N", G.n, B.shape[1], G.p,
+        G.A.copy(), B, G.C.copy(), D, nr=order, tol1=0.0, tol2=0.0,
+    )  # fmt: skip
+    return sysred.StateSpace(Ar[:nr, :nr], Br[:nr, :m], Cr[:, :nr], Dr[:, :m], G.dt), hsv
