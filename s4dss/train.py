@@ -715,7 +715,7 @@ def configured_callbacks(cfg: TrainConfig, task: TaskData) -> list[Callback]:
     if cfg.hsv_reg:
         from s4dss.regularizers import HSVRegularizer
 
-        out.append(HSVRegularizer.from_config(cfg.hsv_reg, task))
+        out.append(HSVRegularizer.from_config(cfg.hsv_reg, task, seed=cfg.seed))
     if cfg.reduce:
         from s4dss.intrain import InTrainingReduction
 
