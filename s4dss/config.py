@@ -11,6 +11,7 @@ Overrides are ``section.key=value`` strings; the value is parsed as YAML, so ``t
 gives a float and ``model.d_state=[16,8]`` a list. ``train`` and ``run`` keys must already exist
 (a typo is an error, not a silently ignored setting); ``task`` and ``model`` keys are passed to
 the task loader / model constructor, which reject unknown ones themselves.
+``section.key.subkey=value`` sets one entry of a mapping-valued key (``train.reduce.rank=16``).
 """
 
 from __future__ import annotations
@@ -97,25 +98,32 @@ def merge(base: dict, update: dict, *, where: str = "config") -> dict:
         if section not in out:
             raise ConfigError(f"{where}: unknown section {section!r}; allowed: {SECTIONS}")
         for key, value in values.items():
+            key, _, sub = key.partition(".")  # "reduce.rank": one entry of a mapping-valued key
             if section in STRICT_SECTIONS and key not in out[section]:
                 raise ConfigError(
                     f"{where}: unknown key {section}.{key}; known: {sorted(out[section])}"
                 )
+            if sub:
+                old = out[section].get(key)
+                if old is not None and not isinstance(old, dict):
+                    raise ConfigError(f"{where}: {section}.{key} is not a mapping ({old!r})")
+                value = {**(old or {}), sub: value}
             out[section][key] = value
     return out
 
 
 def parse_overrides(overrides: list[str]) -> dict:
-    """``["train.lr=1e-3", "model.d_state=16"]`` -> ``{"train": {"lr": 0.001}, ...}``."""
+    """``["train.lr=1e-3", "train.reduce.rank=8"]`` -> ``{"train": {"lr": 0.001, "reduce.rank":
+    8}}`` (a dotted key sets one entry of a mapping in :func:`merge`)."""
     update: dict = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"override {item!r} must look like section.key=value")
+        if not sep or len(parts) not in (2, 3) or not all(parts):
+            raise ConfigError(f"override {item!r} must look like section.key=value (or .subkey)")
         if parts[0] not in SECTIONS:
             raise ConfigError(f"override {item!r}: unknown section {parts[0]!r}; {SECTIONS}")
-        update.setdefault(parts[0], {})[parts[1]] = _parse_value(text)
+        update.setdefault(parts[0], {})[".".join(parts[1:])] = _parse_value(text)
     return update
 
 
