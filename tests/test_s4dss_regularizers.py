@@ -252,3 +252,30 @@ def test_training_with_the_regulariser(tmp_path):
     train(resumed, task, {**cfg, "hsv_reg": reg}, tmp_path / "cut", resume=True)
     a, b = runs["reg"][0].state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_overrides_switch_it_on_and_bad_values_are_refused(tmp_path, capsys):
+    import yaml
+
+    from s4dss.cli import main
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "task": {"name": "majority", "n_train": 48, "n_val": 16, "n_test": 16},
+                "model": {"name": "s4", "d_model": 4, "n_layers": 1, "d_state": 4},
+                "train": {"epochs": 1, "batch_size": 16, "progress": False, "num_threads": 1},
+            }
+        )
+    )
+    run = ["train", "--config", str(cfg), "--run-dir"]
+    on = ["train.hsv_reg.weight=0.5", "train.hsv_reg.order=2", "train.log_every=1"]
+    assert main([*run, str(tmp_path / "a"), *on]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all("hsv_reg" in r for r in rows if r["event"] == "train")
+    capsys.readouterr()
+    assert main([*run, str(tmp_path / "b"), "train.hsv_reg.weight=0.5"]) == 2
+    assert "train.hsv_reg: kind 'tail' needs the target order" in capsys.readouterr().err
+    assert main([*run, str(tmp_path / "c"), "train.hsv_reg.wieght=1"]) == 2
+    assert "unknown keys ['wieght'] in train.hsv_reg" in capsys.readouterr().err
