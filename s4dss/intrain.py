@@ -40,7 +40,10 @@ same model object (:meth:`s4dss.train.Trainer.replace_modules`):
 * ``model_config``: the reduced architecture (``d_state`` per layer, ``lambda_per_channel``):
   ``last.pt`` rebuilds it and ``--resume`` continues bit-identically across a reduction. Layers
   that keep their order but have shared poles are made per-channel (the same kernel, ``Lambda``
-  broadcast to ``(H, N)``), because ``S4Model``'s ``lambda_per_channel`` is one flag;
+  broadcast to ``(H, N)``, with fresh moments), because ``S4Model``'s ``lambda_per_channel`` is
+  one flag;
+* a refusal by ``s4dss.reduce`` (e.g. tied HSVs at the cut with strict BT) does not stop the
+  run: it is recorded as a skipped event and retried at the next check;
 * ``best.pt``: after a reduction it tracks the reduced model (the best-so-far is reset to the
   reduced model's validation accuracy), so ``test_at_best_val`` is a small model's.
 
@@ -389,7 +392,12 @@ class InTrainingReduction(Callback):
         if gate is not None and max(tails) > gate:
             self._skip(loop, where, before, tails, f"HSV tail above max_tail = {gate}")
             return
-        record = self._reduce(loop, layers, before, after, tails, val)
+        try:
+            record = self._reduce(loop, layers, before, after, tails, val)
+        except (sysred.SysredError, ValueError) as err:  # e.g. tied HSVs at the cut (strict BT)
+            # nothing was swapped yet: training goes on at the old orders, the event stays due
+            self._skip(loop, where, before, tails, f"s4dss.reduce refused: {err}")
+            return
         record["reduce_seconds"] = time.perf_counter() - t0
         loop.log({**where, **record})
         self.history.append({**where, **{k: v for k, v in record.items() if "seconds" not in k}})
@@ -404,7 +412,7 @@ class InTrainingReduction(Callback):
 
         c = self.cfg
         params_before = sum(p.numel() for p in loop.model.parameters())
-        swaps, fresh, reports = {}, [], []
+        swaps, fresh, reports = {}, [], []  # computed for every layer before any swap
         for (name, layer), n, r, tail in zip(layers, before, after, tails, strict=True):
             if r == n:
                 new = per_channel(layer)

@@ -313,3 +313,20 @@ def test_cli_sigkill_right_after_a_reduction_resumes_identically(tmp_path):
     assert a["model_config"] == b["model_config"] and b["model_config"]["d_state"] == [4, 4]
     assert same(a["model_state"], b["model_state"])
     assert json.loads(out.strip().splitlines()[-1])["reductions"][0]["orders_after"] == [4, 4]
+
+
+def test_a_refused_reduction_is_skipped_and_retried(tmp_path, monkeypatch):
+    real, calls = s4dss.reduce, []
+
+    def refuse_once(*args, **kw):
+        calls.append(kw["rank"])
+        if len(calls) == 1:
+            raise sysred.HSVTieError("tied HSVs at the cut (test)")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(s4dss, "reduce", refuse_once)
+    summary = train(fresh(), task(), {**CFG, "reduce": {"at_epochs": [1], "rank": 4}}, tmp_path)
+    skipped = [r for r in records(tmp_path, "reduce") if "skipped" in r]
+    assert skipped[0]["epoch"] == 1 and "tied HSVs" in skipped[0]["skipped"]
+    assert [r["epoch"] for r in summary["reductions"]] == [2]  # retried at the next epoch end
+    assert summary["orders"] == [4, 4]
