@@ -378,26 +378,24 @@ class InTrainingReduction(Callback):
         if event is None:
             return
         t0 = time.perf_counter()
-        layers = _dss(loop.model)
-        with torch.no_grad():
-            reductors = [sysred.BTReductor(to_system(layer, self.L)) for _, layer in layers]
-        before = [layer.N for _, layer in layers]
-        after = self._targets(event, layers, reductors)
-        tails = [relative_tail(red.hsv, r) for red, r in zip(reductors, after, strict=True)]
         where = {"event": "reduce", "epoch": epoch, "step": loop.global_step}
-        if after == before:
-            self._skip(loop, where, before, tails, "no layer above its target order")
-            return
-        gate = self.cfg.max_tail
-        if gate is not None and max(tails) > gate:
-            self._skip(loop, where, before, tails, f"HSV tail above max_tail = {gate}")
-            return
-        try:
-            record = self._reduce(loop, layers, before, after, tails, val)
+        layers = _dss(loop.model)
+        before = [layer.N for _, layer in layers]
+        try:  # nothing changes the model before the swap, so a refusal leaves it as it was
+            with torch.no_grad():
+                reductors = [sysred.BTReductor(to_system(layer, self.L)) for _, layer in layers]
+            after = self._targets(event, layers, reductors)
+            tails = [relative_tail(red.hsv, r) for red, r in zip(reductors, after, strict=True)]
+            if after == before:
+                return self._skip(loop, where, before, tails, "no layer above its target order")
+            gate = self.cfg.max_tail
+            if gate is not None and max(tails) > gate:
+                return self._skip(loop, where, before, tails, f"HSV tail above max_tail = {gate}")
+            swaps, fresh, reports = self._reduced_layers(layers, before, after, tails)
         except (sysred.SysredError, ValueError) as err:  # e.g. tied HSVs at the cut (strict BT)
-            # nothing was swapped yet: training goes on at the old orders, the event stays due
-            self._skip(loop, where, before, tails, f"s4dss.reduce refused: {err}")
-            return
+            # training goes on at the old orders; the event stays due (retried at the next check)
+            return self._skip(loop, where, before, None, f"s4dss.reduce refused: {err}")
+        record = self._apply(loop, swaps, fresh, reports, before, after, val)
         record["reduce_seconds"] = time.perf_counter() - t0
         loop.log({**where, **record})
         self.history.append({**where, **{k: v for k, v in record.items() if "seconds" not in k}})
@@ -407,12 +405,12 @@ class InTrainingReduction(Callback):
     def _skip(self, loop, where, orders, tails, why) -> None:
         loop.log({**where, "skipped": why, "orders": orders, "tail_max": tails})
 
-    def _reduce(self, loop, layers, before, after, tails, val) -> dict:
+    def _reduced_layers(self, layers, before, after, tails):
+        """The new layers (by name), the parameters needing fresh moments, per-layer reports."""
         import s4dss
 
         c = self.cfg
-        params_before = sum(p.numel() for p in loop.model.parameters())
-        swaps, fresh, reports = {}, [], []  # computed for every layer before any swap
+        swaps, fresh, reports = {}, [], []
         for (name, layer), n, r, tail in zip(layers, before, after, tails, strict=True):
             if r == n:
                 new = per_channel(layer)
@@ -439,6 +437,11 @@ class InTrainingReduction(Callback):
                     "cond_max": float(np.max(rep.cond)),
                 }
             )
+        return swaps, fresh, reports
+
+    def _apply(self, loop, swaps, fresh, reports, before, after, val) -> dict:
+        """Swap the layers in, rebuild the optimizer, record, and re-validate."""
+        params_before = sum(p.numel() for p in loop.model.parameters())
         optim = loop.replace_modules(swaps, fresh=fresh)
         _record_orders(loop.model)
         config = getattr(loop.model, "config", None)
@@ -448,7 +451,7 @@ class InTrainingReduction(Callback):
         val_after = loop.evaluate("val")
         loop.set_best(val_after["acc"])  # best.pt now tracks the reduced architecture
         return {
-            "method": c.method,
+            "method": self.cfg.method,
             "orders_before": before,
             "orders_after": after,
             "layers": reports,
