@@ -7,7 +7,7 @@ A checkpoint is a ``torch.save`` dict readable with ``weights_only=True`` (no pi
     model_state: state_dict
     config: dict                  # the resolved run config
     ... kind "train": optimizer, scheduler, rng, position {epoch, step_in_epoch, global_step},
-        metrics_bytes, best
+        metrics_bytes, best, callbacks {state_key: callback state}
 
 Integrity: ``torch.save`` writes a zip archive; its archive comment (the last bytes of the file)
 holds ``s4dss-sha256:<hex>``, the SHA-256 of every byte before the comment. The file stays a valid

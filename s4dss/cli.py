@@ -8,6 +8,8 @@ Examples::
     python -m s4dss evaluate runs/listops-cpu/best.pt --split test
     python -m s4dss reduce runs/listops-cpu/best.pt --rank 8 --out runs/listops-cpu/r8.pt
     python -m s4dss train --config configs/listops-cpu.yaml run.init_from=runs/listops-cpu/r8.pt
+    python -m s4dss train --config configs/digits-smoke.yaml train.reduce.at_epochs=[1] \
+        train.reduce.rank=4 train.hsv_reg.weight=1.0 train.hsv_reg.order=4
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def _add_train(verbs) -> None:
     p.add_argument("--run-dir", type=Path, help="run directory (overrides run.dir)")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
     p.add_argument(
-        "overrides", nargs="*", metavar="section.key=value", help="config overrides (YAML values)"
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides (YAML values; section.key.subkey=value for one entry of a mapping)",
     )
 
 

@@ -22,6 +22,7 @@ options). To add a train key: add the field to :class:`s4dss.train.TrainConfig` 
 :data:`TRAIN`, e.g. ``"reg_weight": number("weight of the HSV regulariser", ge=0)``; a
 TrainConfig field without a line is still type-checked from its annotation, and a test lists the
 fields that lack one.
+``section.key.subkey=value`` sets one entry of a mapping-valued key (``train.reduce.rank=16``).
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ class Rule:
 
     Attributes
     ----------
-    kind : {"int", "number", "flag", "choice", "path"}
+    kind : {"int", "number", "flag", "choice", "path", "mapping"}
         ``int``: an integer (a float with an integral value, e.g. ``1e4``, is taken as one);
         ``number``: a finite int or float (stored as float); ``flag``: true/false; ``choice``:
-        one of ``choices``; ``path``: a string.
+        one of ``choices``; ``path``: a string; ``mapping``: a sub-section (a dict) whose keys
+        its own parser checks (``train.hsv_reg``, ``train.reduce``).
     meaning : str
         What the key does, quoted in errors.
     gt, ge, lt, le : float, optional
@@ -95,6 +97,7 @@ class Rule:
             "flag": "true or false",
             "choice": "one of " + ", ".join(repr(c) for c in self.choices),
             "path": "a path",
+            "mapping": "a mapping of options",
         }[self.kind] + (" " + " and ".join(bounds) if bounds else "")
         if self.many:
             text += ", or a non-empty list of them"
@@ -108,6 +111,8 @@ class Rule:
             return value if isinstance(value, str | int) and value in self.choices else None
         if self.kind == "path":
             return value if isinstance(value, str) and value else None
+        if self.kind == "mapping":
+            return value if isinstance(value, dict) else None
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         if not math.isfinite(value):
@@ -171,6 +176,11 @@ def path(meaning: str, *, null: bool = True) -> Rule:
     return Rule("path", meaning, null=null)
 
 
+def mapping(meaning: str) -> Rule:
+    """A sub-section (dict or null); its keys are checked by the section's own parser."""
+    return Rule("mapping", meaning, null=True)
+
+
 #: ``train`` section: one rule per :class:`s4dss.train.TrainConfig` field.
 TRAIN: dict[str, Rule] = {
     "epochs": integer("passes over the training set", ge=1),
@@ -190,6 +200,13 @@ TRAIN: dict[str, Rule] = {
     "num_threads": integer("torch.set_num_threads; null: torch's default", ge=1, null=True),
     "interrupt_after_steps": integer(
         "test hook: stop as if interrupted after this many steps", ge=1, null=True
+    ),
+    "hsv_reg": mapping(
+        "HSV regulariser {weight, kind, order, channels, jitter} (s4dss.regularizers); null: off"
+    ),
+    "reduce": mapping(
+        "in-training reduction {at_epochs | every, rank | fraction | energy | tol, ...} "
+        "(s4dss.intrain); null: off"
     ),
 }
 
@@ -396,25 +413,32 @@ def merge(base: dict, update: dict, *, where: str = "config") -> dict:
         if section not in out:
             raise ConfigError(f"{where}: unknown section {section!r}; allowed: {SECTIONS}")
         for key, value in values.items():
+            key, _, sub = key.partition(".")  # "reduce.rank": one entry of a mapping-valued key
             if section in STRICT_SECTIONS and key not in out[section]:
                 raise ConfigError(
                     f"{where}: unknown key {section}.{key}; known: {sorted(out[section])}"
                 )
+            if sub:
+                old = out[section].get(key)
+                if old is not None and not isinstance(old, dict):
+                    raise ConfigError(f"{where}: {section}.{key} is not a mapping ({old!r})")
+                value = {**(old or {}), sub: value}
             out[section][key] = check_value(section, key, value, where)
     return out
 
 
 def parse_overrides(overrides: list[str]) -> dict:
-    """``["train.lr=1e-3", "model.d_state=16"]`` -> ``{"train": {"lr": 0.001}, ...}``."""
+    """``["train.lr=1e-3", "train.reduce.rank=8"]`` -> ``{"train": {"lr": 0.001, "reduce.rank":
+    8}}`` (a dotted key sets one entry of a mapping in :func:`merge`)."""
     update: dict = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"override {item!r} must look like section.key=value")
+        if not sep or len(parts) not in (2, 3) or not all(parts):
+            raise ConfigError(f"override {item!r} must look like section.key=value (or .subkey)")
         if parts[0] not in SECTIONS:
             raise ConfigError(f"override {item!r}: unknown section {parts[0]!r}; {SECTIONS}")
-        update.setdefault(parts[0], {})[parts[1]] = _parse_value(text)
+        update.setdefault(parts[0], {})[".".join(parts[1:])] = _parse_value(text)
     return update
 
 
