@@ -243,8 +243,9 @@ def run_slycot_natural(forms, r, idx):
         for h in idx:
             A, B, C = (X.copy(order="F") for X in forms[h])  # ab09ax overwrites its inputs
             n = A.shape[0]
+            # job 'B': with 'N', slycot 0.7.1's AB09AX writes past its hidden IWORK (valgrind)
             res = ab09ax(
-                "D", "N", n, 1, 1, A, B, C, nr=2 * r, tol=0.0, ldwork=_ab09ad_ldwork(n, 1, 1)
+                "D", "B", n, 1, 1, A, B, C, nr=2 * r, tol=0.0, ldwork=_ab09ad_ldwork(n, 1, 1)
             )
             out_hsv.append(res[4])
     return np.array(out_hsv)

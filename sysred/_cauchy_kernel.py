@@ -150,9 +150,8 @@ _compile_lock = threading.Lock()
 
 
 def _get_kernel():
-    """The compiled kernel, created once: a batch's worker threads may ask at the same time
-    (each creating its own dispatcher and compiling concurrently crashed numba once, a
-    segfault in its typing context during the first threaded call)."""
+    """The compiled kernel, created once even when a batch's worker threads ask for it at the
+    same time (otherwise each would build and compile its own dispatcher)."""
     global _compiled
     with _compile_lock:
         if _compiled is None:
