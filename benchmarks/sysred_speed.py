@@ -278,17 +278,24 @@ def timed(fn, repeats, budget=None):
 
 
 def timed_rounds(methods, rounds, inner):
-    """Interleaved timing: each round calls every method once in order (a method named in
-    ``inner`` ``inner`` times); returns {name: (median seconds, last result)}."""
+    """Interleaved timing: each round calls every method once in order (a ``sysred*`` method
+    ``inner`` times); returns {name: (median wall s, median CPU s, last result)}. CPU time is
+    the process's (all threads: for sysred the work of both workers), less sensitive to the
+    load of a shared machine than wall time."""
     times = {name: [] for name in methods}
+    cpu = {name: [] for name in methods}
     results = {}
     for _ in range(rounds):
         for name, fn in methods.items():
             for _ in range(inner if name.startswith("sysred") else 1):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 results[name] = fn()
                 times[name].append(time.perf_counter() - t0)
-    return {name: (float(np.median(t)), results[name]) for name, t in times.items()}
+                cpu[name].append(time.process_time() - c0)
+    return {
+        name: (float(np.median(times[name])), float(np.median(cpu[name])), results[name])
+        for name in methods
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,13 +380,13 @@ def compare_case(case, rng, H, N, r):
     }
     inner = max(1, round(ARGS.repeats / ARGS.loop_repeats))
     res = timed_rounds(methods, ARGS.loop_repeats, inner)
-    t_sr, (hsv, path, nwarn) = res["sysred"]
-    t_lr, (hsv_lr, path_lr, _) = res["sysred_lowrank"]
-    t_srn, (hsv_srn, _, nwarn_n) = res["sysred_natural"]
-    t_sl, hsv_sl = res["slycot"]
-    t_sln, hsv_sln = res["slycot_natural"]
-    t_py, hsv_py = res["pymor"]
-    t_pyn, hsv_pyn = res["pymor_natural"]
+    t_sr, c_sr, (hsv, path, nwarn) = res["sysred"]
+    t_lr, c_lr, (hsv_lr, path_lr, _) = res["sysred_lowrank"]
+    t_srn, c_srn, (hsv_srn, _, nwarn_n) = res["sysred_natural"]
+    t_sl, c_sl, hsv_sl = res["slycot"]
+    t_sln, c_sln, hsv_sln = res["slycot_natural"]
+    t_py, c_py, hsv_py = res["pymor"]
+    t_pyn, c_pyn, hsv_pyn = res["pymor_natural"]
     scale = H / n_py
 
     q = hsv / hsv[:, :1]
@@ -412,28 +419,36 @@ def compare_case(case, rng, H, N, r):
     d_slpyn = real_rel_diff(hsv_pyn, hsv_sln[py_idx])
     # (name, systems timed, median s, s for H, HSV difference against slycot on the same form)
     rows = [
-        ("sysred (batched, default)", H, t_sr, t_sr, f"{d_sl:.1e} R"),
-        (f"sysred (rank_tol={ARGS.lowrank_tol:g})", H, t_lr, t_lr, f"{d_lr:.1e} R"),
-        ("sysred natural form (2N, conj.)", H, t_srn, t_srn, f"{d_srn:.1e} N"),
-        ("slycot ab09ad loop (realify)", H, t_sl, t_sl, "-"),
-        ("slycot ab09ax loop (natural 2N)", H, t_sln, t_sln, "-"),
-        ("pyMOR BT loop (realify)", n_py, t_py, t_py * scale, f"{d_slpy:.1e} R"),
-        ("pyMOR BT 'sr' loop (natural 2N)", n_py, t_pyn, t_pyn * scale, f"{d_slpyn:.1e} N"),
+        ("sysred (batched, default)", H, t_sr, t_sr, c_sr, f"{d_sl:.1e} R"),
+        (f"sysred (rank_tol={ARGS.lowrank_tol:g})", H, t_lr, t_lr, c_lr, f"{d_lr:.1e} R"),
+        ("sysred natural form (2N, conj.)", H, t_srn, t_srn, c_srn, f"{d_srn:.1e} N"),
+        ("slycot ab09ad loop (realify)", H, t_sl, t_sl, c_sl, "-"),
+        ("slycot ab09ax loop (natural 2N)", H, t_sln, t_sln, c_sln, "-"),
+        ("pyMOR BT loop (realify)", n_py, t_py, t_py * scale, c_py * scale, f"{d_slpy:.1e} R"),
+        (
+            "pyMOR BT 'sr' loop (natural 2N)",
+            n_py,
+            t_pyn,
+            t_pyn * scale,
+            c_pyn * scale,
+            f"{d_slpyn:.1e} N",
+        ),
     ]
     out(
-        f"{'method':32s} {'systems':>7s} {'median s':>9s} {'s for H':>9s} {'x default':>10s} "
-        f"{'x rank_tol':>11s} {'HSV diff vs slycot':>19s}"
+        f"{'method':32s} {'systems':>7s} {'median s':>9s} {'s for H':>9s} {'CPU s H':>8s} "
+        f"{'x default':>10s} {'x rank_tol':>11s} {'HSV diff vs slycot':>19s}"
     )
-    for name, nsys, t, t_h, dd in rows:
+    for name, nsys, t, t_h, c_h, dd in rows:
         out(
-            f"{name:32s} {nsys:7d} {t:9.3f} {t_h:9.3f} {t_h / t_sr:10.1f} {t_h / t_lr:11.1f} "
-            f"{dd:>19s}"
+            f"{name:32s} {nsys:7d} {t:9.3f} {t_h:9.3f} {c_h:8.3f} {t_h / t_sr:10.1f} "
+            f"{t_h / t_lr:11.1f} {dd:>19s}"
         )
     out(
-        "('x default' / 'x rank_tol': the row's time for H channels over sysred's batched BT of "
-        "G, i.e. sysred's speed-up; HSV diff: max relative difference for sigma >= 1e-10 "
-        "sigma_1 against slycot on the same form: R = realify form (complex HSVs against both "
-        "members of each realised pair), N = natural real form)"
+        "('s for H': wall time for all H channels (pyMOR scaled); 'CPU s H': process CPU time "
+        "(sysred: both worker threads); 'x default' / 'x rank_tol': the row's wall time for H "
+        "channels over sysred's batched BT of G, i.e. sysred's speed-up; HSV diff: max relative "
+        "difference for sigma >= 1e-10 sigma_1 against slycot on the same form: R = realify "
+        "form (complex HSVs against both members of each realised pair), N = natural real form)"
     )
     out(
         f"max rel HSV difference: sysred-slycot {d_sl:.1e}, sysred(rank_tol)-slycot {d_lr:.1e}, "
@@ -445,8 +460,7 @@ def compare_case(case, rng, H, N, r):
             f"(pyMOR timed on the first {n_py} channels, 's for H' scales its time by "
             f"{H}/{n_py}; HSV differences involving pyMOR are over those channels)"
         )
-    return {
-        "case": case,
+    wall = {
         "sysred": t_sr,
         "lowrank": t_lr,
         "slycot": t_sl,
@@ -454,6 +468,15 @@ def compare_case(case, rng, H, N, r):
         "pymor": t_py * scale,
         "pymor_natural": t_pyn * scale,
     }
+    cpu = {
+        "sysred": c_sr,
+        "lowrank": c_lr,
+        "slycot": c_sl,
+        "slycot_natural": c_sln,
+        "pymor": c_py * scale,
+        "pymor_natural": c_pyn * scale,
+    }
+    return {"case": case, "wall": wall, "cpu": cpu}
 
 
 def sweep(rng, H, r, Ns, case):
@@ -559,11 +582,23 @@ def main():
         ):
             cells = []
             for ref, ref_label in refs:
-                x = s[ref] / s[variant]
+                x = s["wall"][ref] / s["wall"][variant]
                 goal = targets.get((s["case"], variant), {}).get(ref)
                 verdict = "met" if goal is not None and x >= goal else "NOT met"
                 met = "" if goal is None else f" (target >= {goal}x: {verdict})"
                 cells.append(f"vs {ref_label} {x:5.1f}x{met}")
+            out(f"{s['case']:9s} {label:14s}: " + ", ".join(cells))
+    out("CPU-time ratios (work; load-robust; on an idle 2-core machine the wall ratio is about")
+    out("this times sysred's parallel speed-up, up to 2):")
+    for s in summary:
+        for variant, label in (
+            ("sysred", "default"),
+            ("lowrank", f"rank_tol={ARGS.lowrank_tol:g}"),
+        ):
+            cells = [
+                f"vs {ref_label} {s['cpu'][ref] / s['cpu'][variant]:5.1f}x"
+                for ref, ref_label in refs
+            ]
             out(f"{s['case']:9s} {label:14s}: " + ", ".join(cells))
     out(
         f"total wall time {time.perf_counter() - t_start:.0f} s; load avg at end "
