@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Speed benchmark: sysred's batched balanced truncation of S4D-Lin-like diagonal systems
-against python-control/slycot (``ab09ad``) and pyMOR (``BTReductor``), looping over systems.
+against slycot (``ab09ad`` / ``ab09ax``) and pyMOR (``BTReductor``), looping over systems, on
+the realified form and on the natural real SISO form of each channel.
 
 Systems (reference.md section 2): H channels, N complex states, discrete time,
 
@@ -40,8 +41,9 @@ one (different HSVs). Timed on it, each in its strongest fair form:
   standardised 2x2 blocks), so AB09AD's Schur step is skipped; balancing-free square root, as
   in the realify row (``job='N'``, plain square root, costs the same but slycot 0.7.1 writes
   past its hidden IWORK array there: valgrind shows an invalid write in DGETRF called from
-  AB09AX, and the process aborted at exit with a corrupted heap); the natural-form matrices
-  are built before the clock starts (the realify rows convert inside the loop);
+  AB09AX, and the corrupted heap later aborted or segfaulted the process in unrelated code);
+  the natural-form matrices are built before the clock starts (the realify rows convert
+  inside the loop);
 * pyMOR: ``BTReductor(LTIModel.from_matrices(A, B, C, sampling_time=1)).reduce(2r,
   projection='sr')`` (square root like sysred's default; pyMOR's default 'bfsr' adds a
   Gram-Schmidt, measured 1.3x slower), HSVs from ``fom.hsv()``; subset of channels as above;
@@ -53,8 +55,10 @@ one (different HSVs). Timed on it, each in its strongest fair form:
 The targets (issue 13) are for sysred's batched BT of ``G`` (what s4dss.reduce runs) against
 the slycot loop on the natural form: >= 20x in case ``full`` (default options) and >= 100x in
 case ``decaying`` with ``rank_tol``. Timing rounds are interleaved (each round times every
-method once, in the same order; medians over rounds), so that load drift on a shared machine
-hits all methods alike.
+method once, in the same order, each sysred variant several times; medians), so that load
+drift on a shared machine hits all methods alike. Wall and process CPU time are both recorded:
+the targets are wall-time ratios; CPU-time ratios (sysred's counting both worker threads) are
+printed too, as they depend less on the machine's load.
 
 BLAS is pinned to ``--threads`` threads (default 1): ``OPENBLAS_NUM_THREADS`` & co. are set
 before numpy is imported and ``threadpoolctl.threadpool_limits`` is applied around all timings.
@@ -63,9 +67,12 @@ header prints how many it uses. The slycot and pyMOR loops are single Python thr
 
 Usage::
 
-    python benchmarks/sysred_speed.py            # full run (~2-3 min on 2 cores), writes
+    python benchmarks/sysred_speed.py            # full run (~3-4 min on 2 cores), writes
                                                  # benchmarks/results/sysred_speed.{txt,png}
     python benchmarks/sysred_speed.py --quick    # smoke test, seconds, writes nothing
+
+The header prints which sysred was imported; to measure a checkout while the editable install
+points elsewhere, run from the checkout's root with ``PYTHONPATH=.``.
 """
 
 from __future__ import annotations
