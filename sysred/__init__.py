@@ -4,14 +4,15 @@ discrete-time LTI systems, batched.
 Layout (models / algorithms / reductors, as in pyMOR):
 
 * :mod:`sysred.systems` -- what a system is: :class:`StateSpace`, :class:`DiagonalStateSpace`,
-  :func:`diagonalize`, :func:`realify`.
+  :func:`diagonalize`, :func:`realify`,
+  :func:`real_part`.
 * :mod:`sysred.lyapunov`, :mod:`sysred.gramians`, :mod:`sysred.norms` -- algorithms:
   Gramian square-root factors, Hankel singular values, H-infinity and H2 norms.
 * :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`
   (square-root, balancing-free, time-limited), :class:`BTReductor` (factors once, then any
   order), :func:`modal_truncation`; :mod:`sysred.spa`: :func:`singular_perturbation` (balanced
   SPA, also ``BTReductor.reduce(order, method="spa")``).
-* :mod:`sysred.interop` -- python-control conversion.
+* :mod:`sysred.interop` -- python-control and pyMOR conversion.
 """
 
 from sysred.errors import (
@@ -25,7 +26,7 @@ from sysred.errors import (
     UnstableSystemError,
 )
 from sysred.gramians import gramian_factors, gramians, hankel_singular_values
-from sysred.interop import from_control, to_control
+from sysred.interop import from_control, from_pymor, to_control, to_pymor
 from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm, peak_gain
 from sysred.reductors import (
     BTReductor,
@@ -38,13 +39,14 @@ from sysred.reductors import (
     tail_bounds,
 )
 from sysred.spa import singular_perturbation
-from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize, realify
+from sysred.systems import DiagonalStateSpace, StateSpace, diagonalize, real_part, realify
 
 __all__ = [
     "StateSpace",
     "DiagonalStateSpace",
     "diagonalize",
     "realify",
+    "real_part",
     "gramian_factors",
     "gramians",
     "hankel_singular_values",
@@ -64,6 +66,8 @@ __all__ = [
     "tail_bounds",
     "from_control",
     "to_control",
+    "from_pymor",
+    "to_pymor",
     "SysredError",
     "ShapeError",
     "NonFiniteError",

@@ -164,9 +164,10 @@ def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None, product
 
 def _row_norms2(F):
     """Squared row norms of complex ``F`` (..., n, k) in one pass (no temporaries) when ``F``
-    is the transposed view of a C-ordered array, as the Cauchy factors are."""
+    is the transposed view of an array with contiguous rows, as the Cauchy factors are (also
+    when truncated: a slice of the full (..., n, n) factor)."""
     Ft = F.swapaxes(-1, -2)
-    if Ft.flags.c_contiguous and F.dtype == np.complex128:
+    if F.dtype == np.complex128 and Ft.ndim >= 2 and Ft.strides[-1] == Ft.itemsize:
         v = Ft.view(np.float64)  # (..., k, 2n): interleaved real and imaginary parts
         sq = np.einsum("...kj,...kj->...j", v, v)  # (..., 2n)
         return sq[..., 0::2] + sq[..., 1::2]

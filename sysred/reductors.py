@@ -287,8 +287,8 @@ def _project(sys, f, order, method):
     s = _pad_last(f.s[..., :order], order)
     if method == "sqrt":
         scale = 1.0 / np.sqrt(np.maximum(s[..., None, :order], np.finfo(float).tiny))
-        T = (f.R @ Vr) * scale  # (..., n, r)
-        W = (f.S @ Ur) * scale  # (..., n, r)
+        T = f.R @ (Vr * scale)  # (..., n, r); scaling the small factor saves a pass over T
+        W = f.S @ (Ur * scale)  # (..., n, r)
     else:
         T = np.linalg.qr(f.R @ Vr)[0]  # (..., n, r)
         Y = np.linalg.qr(f.S @ Ur)[0]  # (..., n, r)

@@ -24,7 +24,7 @@ import numpy as np
 
 from sysred.errors import NonFiniteError, ShapeError, SysredError
 
-__all__ = ["StateSpace", "DiagonalStateSpace", "diagonalize", "realify"]
+__all__ = ["StateSpace", "DiagonalStateSpace", "diagonalize", "realify", "real_part"]
 
 
 def _as_float_array(x, name):
@@ -414,3 +414,104 @@ def realify(sys) -> StateSpace:
         return np.concatenate([top, bottom], axis=-2)
 
     return StateSpace(*(real_block(X) for X in dense._arrays()), dt=dense.dt)
+
+
+def real_part(sys, form="real"):
+    """The real system ``u -> Re(G u)`` of a complex system driven by real inputs.
+
+    A complex system ``x' = A x + B u``, ``y = C x + D u`` (or its discrete-time analogue) fed
+    real inputs ``u`` (m) has the real output ``Re y`` (p) of a real system of order ``2n``.
+    With the state ``w = (Re x_1, -Im x_1, ..., Re x_n, -Im x_n)`` (the real form of the
+    conjugate state, one pair per complex state) each complex entry becomes a 2x2 block:
+
+    * ``A``: ``a -> [[Re a, Im a], [-Im a, Re a]]`` (block diagonal when ``A`` is diagonal:
+      one block per mode),
+    * ``B``: ``b -> [Re b, -Im b]^T`` (two rows), ``C``: ``c -> [Re c, Im c]`` (two columns),
+    * ``D -> Re D``.
+
+    Its transfer function is ``H(s) = (G(s) + conj(G(conj s))) / 2`` (real on the real axis),
+    its impulse response / Markov parameters are ``Re`` of those of ``G``, and
+
+    * ``||H||_inf <= ||G||_inf``, ``||G||_inf <= ||H||_inf + ||K||_inf``,
+    * ``||H||_2^2 + ||K||_2^2 = ||G||_2^2``,
+
+    where ``K = real_part(-i G)`` is the map ``u -> Im(G u)``. Its Hankel singular values are
+    *not* those of ``G`` (a different Hankel operator). For a DSS/S4D channel (SISO) this is the
+    layer's actual real map, the "natural real form" a real-only tool (python-control,
+    SLICOT, pyMOR) would reduce. Unlike :func:`realify` (2m inputs, 2p outputs, the same
+    Hankel operator as ``G``), inputs and outputs are not doubled.
+
+    Parameters
+    ----------
+    sys : StateSpace or DiagonalStateSpace
+        Complex (or real) system(s), any batch shape.
+    form : {"real", "conjugate-pairs"}
+        ``"real"`` (default): the real dense ``StateSpace`` above (``A`` 2x2-block diagonal
+        for diagonal input). ``"conjugate-pairs"``: the same map realised with
+        complex matrices as ``G`` beside its conjugate, state ``(x, conj x)``:
+        ``A -> diag(A, conj A)``, ``B -> [B; conj B]``, ``C -> [C, conj C] / 2``,
+        ``D -> Re D``; a ``DiagonalStateSpace`` (poles ``(l, conj l)``) when ``sys`` is one,
+        so sysred's diagonal algorithms apply. It is similar to the real form (same transfer
+        function, same HSVs).
+
+    Returns
+    -------
+    StateSpace or DiagonalStateSpace
+        Order ``2n``, ``m`` inputs, ``p`` outputs, the batch shape and ``dt`` of ``sys``. A real
+        system is returned as it is (as a dense ``StateSpace`` for ``form="real"``): its output
+        is already real.
+
+    Raises
+    ------
+    SysredError
+        Not a sysred system or an unknown ``form``.
+
+    Examples
+    --------
+    One complex mode ``x[k+1] = a x[k] + b u[k]``, ``y = c x``: the real form's impulse
+    response is the real part of the complex one.
+
+    >>> import numpy as np, sysred
+    >>> G = sysred.DiagonalStateSpace([0.9 * np.exp(0.5j)], [[1.0 + 0.5j]], [[2.0 - 1.0j]], dt=1.0)
+    >>> R = sysred.real_part(G)
+    >>> R.A.round(3).tolist(), R.B.ravel().tolist(), R.C.ravel().tolist()
+    ([[0.79, 0.431], [-0.431, 0.79]], [1.0, -0.5], [2.0, -1.0])
+    >>> bool(np.allclose(R.impulse_response(20), G.impulse_response(20).real))
+    True
+    """
+    if not isinstance(sys, StateSpace | DiagonalStateSpace):
+        raise SysredError(
+            f"expected a sysred.StateSpace or sysred.DiagonalStateSpace, got {type(sys).__name__}"
+        )
+    if form not in ("real", "conjugate-pairs"):
+        raise SysredError(f"form must be 'real' or 'conjugate-pairs', got {form!r}")
+    if not sys.is_complex:
+        return sys.to_dense() if form == "real" else sys
+    if form == "conjugate-pairs":
+        B = np.concatenate([sys.B, sys.B.conj()], axis=-2)  # (..., 2n, m)
+        C = np.concatenate([sys.C, sys.C.conj()], axis=-1) / 2  # (..., p, 2n)
+        if isinstance(sys, DiagonalStateSpace):
+            poles = np.concatenate([sys.poles_, sys.poles_.conj()], axis=-1)  # (..., 2n)
+            return DiagonalStateSpace(poles, B, C, sys.D.real, sys.dt)
+        n = sys.n
+        A = np.zeros(sys.batch_shape + (2 * n, 2 * n), dtype=complex)  # (..., 2n, 2n)
+        A[..., :n, :n], A[..., n:, n:] = sys.A, sys.A.conj()
+        return StateSpace(A, B, C, sys.D.real, sys.dt)
+
+    n = sys.n
+    A = np.zeros(sys.batch_shape + (2 * n, 2 * n))  # (..., 2n, 2n)
+    if isinstance(sys, DiagonalStateSpace):
+        k = np.arange(n)
+        l = sys.poles_.astype(complex)  # (..., n)
+        A[..., 2 * k, 2 * k] = A[..., 2 * k + 1, 2 * k + 1] = l.real
+        A[..., 2 * k, 2 * k + 1], A[..., 2 * k + 1, 2 * k] = l.imag, -l.imag
+    else:
+        Ac = sys.A.astype(complex)  # (..., n, n)
+        A[..., 0::2, 0::2] = A[..., 1::2, 1::2] = Ac.real
+        A[..., 0::2, 1::2], A[..., 1::2, 0::2] = Ac.imag, -Ac.imag
+    Bc, Cc = sys.B.astype(complex), sys.C.astype(complex)
+    B = np.empty(sys.batch_shape + (2 * n, sys.m))  # (..., 2n, m)
+    B[..., 0::2, :], B[..., 1::2, :] = Bc.real, -Bc.imag
+    C = np.empty(sys.batch_shape + (sys.p, 2 * n))  # (..., p, 2n)
+    C[..., 0::2], C[..., 1::2] = Cc.real, Cc.imag
+    return StateSpace(A, B, C, sys.D.real, sys.dt)
