@@ -1,0 +1,111 @@
+"""The study's presets: tasks (data, model, optimiser) and the protocol (epochs, ranks, seeds).
+
+A task spec is the data (an :func:`s4dss.data.get_task` config), the full model at state
+dimension ``N`` (:class:`s4dss.S4Model` arguments) and the optimiser settings
+(:class:`s4dss.train.TrainConfig` fields). A preset adds the protocol the arm table is built
+from (:func:`benchmarks.study.arms.build_arms`):
+
+``seeds``            seeds of every arm (seed s pre-trains ``pre/s`` and seeds what derives from it)
+``corr_seeds``       extra seeds that only run pre-training -> BT at ``corr_rank`` -> main
+                     training (more points for the correlation claim, within one stage)
+``ranks``            the reduced state dimensions r
+``pre_epochs``       pre-training at N (past the knee of the learning curve: see
+                     ``benchmarks/results/study-probes/``)
+``main_epochs``      main training after reduction (and of the same-epochs baselines)
+``corr_epochs``      pre-training snapshots that are reduced too (claim c, across stages)
+``scratch_budgets``  budgets of the Skew-HiPPO-at-r runs from scratch: ``"main"`` (main
+                     epochs), ``"flops"`` (equal analytic training FLOPs to pre-training + main
+                     training), ``"wall"`` (equal wall time, from ``wall_ratio``)
+``wall_ratio``       measured seconds per epoch of the N model over the r model, per r
+                     (``study-probes/timing.md``; a fixed number, so the arm table is
+                     deterministic)
+
+Every r-state model from scratch has per-channel poles ``Lambda`` ``(H, r)`` like a reduced
+layer, so at a given r all arms train exactly the same parameters with the same optimiser.
+"""
+
+from __future__ import annotations
+
+import copy
+
+# Optimiser settings shared by all tasks: AdamW, cosine schedule, SSM parameters at lr 1e-3
+# and no weight decay (their own groups, s4dss.param_groups).
+TRAIN = dict(batch_size=32, lr=4e-3, weight_decay=0.01, schedule="cosine", grad_clip=1.0)
+# d_model 32 rather than 64: 2.5-2.8x cheaper per step (study-probes/timing.md), which is what
+# lets pre-training run past the knee of the learning curve within the cpu budget.
+MODEL = dict(d_model=32, n_layers=2, d_state=64, prenorm=True, pool="mean", kernel_dtype="float32")
+
+TASKS: dict[str, dict] = {
+    # sklearn digits, each of the 64 pixels held for 4 steps: L = 256, 1257/270/270 items
+    "digits256": {
+        "task": {"name": "digits-256"},
+        "model": dict(MODEL),
+        "train": dict(TRAIN, warmup_steps=40),
+    },
+    # generated Pathfinder, 16x16 (L = 256): the largest size whose runs fit the cpu budget
+    # (study-probes/timing.md: 24x24 and 32x32 cost 3-5x more per epoch)
+    "pathfinder16": {
+        "task": dict(
+            name="pathfinder-synth",
+            data_dir="pathfinder16",
+            n=4000,
+            seed=0,
+            size=16,
+            path_length=10,
+            n_paths=2,
+        ),
+        "model": dict(MODEL, n_layers=3),  # as in round 1 (paper-cpu), where it learned
+        "train": dict(TRAIN, warmup_steps=100),
+    },  # fmt: skip
+    # UCR OSULeaf (aeon): 6 classes, L = 427, official 200 train (160 + 40 val) / 242 test
+    "osuleaf": {
+        "task": {"name": "osuleaf"},
+        "model": dict(MODEL),
+        "train": dict(TRAIN, batch_size=16, warmup_steps=20),
+    },
+    # UCR ACSF1 (aeon): 10 classes, L = 1460, official 100 train (80 + 20 val) / 100 test
+    "acsf1": {
+        "task": {"name": "acsf1"},
+        "model": dict(MODEL),
+        "train": dict(TRAIN, batch_size=16, warmup_steps=10),
+    },
+}
+
+
+def task_spec(name: str, **changes) -> dict:
+    """A deep copy of ``TASKS[name]`` with sections updated by ``changes`` (dicts merged)."""
+    spec = copy.deepcopy(TASKS[name])
+    for section, values in changes.items():
+        if isinstance(values, dict) and isinstance(spec.get(section), dict):
+            spec[section].update(values)
+        else:
+            spec[section] = values
+    return spec
+
+
+TINY = dict(d_model=8, n_layers=1, d_state=16, prenorm=True, pool="mean", kernel_dtype="float32")
+
+PRESETS: dict[str, dict] = {
+    # CI smoke (a couple of minutes): two tasks, a tiny model, every arm kind, 3 seeds
+    "quick": {
+        "threads": 1,
+        "jobs": 1,
+        "protocol": dict(
+            seeds=[0, 1, 2],
+            corr_seeds=[],
+            ranks=[4, 2],
+            corr_rank=2,
+            pre_epochs=3,
+            main_epochs=1,
+            corr_epochs=[1],
+            scratch_budgets=["main", "flops", "wall"],
+            wall_ratio={4: 1.5, 2: 1.6},
+        ),
+        "tasks": {
+            "digits256": task_spec("digits256", model=TINY, train=dict(lr=1e-2, warmup_steps=10)),
+            "osuleaf": task_spec(
+                "osuleaf", model=TINY, train=dict(lr=1e-2, batch_size=32, warmup_steps=2)
+            ),
+        },
+    },
+}
