@@ -452,6 +452,7 @@ def plot_pareto(out: Path, task: str, rows: list[dict]) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     g = groups([r for r in rows if r["task"] == task])
     axes_spec = [
@@ -482,15 +483,16 @@ def plot_pareto(out: Path, task: str, rows: list[dict]) -> Path:
                 alpha=0.6,
             )  # fmt: skip
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
     handles = [
         plt.Line2D([], [], color=c, marker="o", ls="", label=LABELS.get(k, k))
         for k, c in colors.items()
     ] + [plt.Line2D([], [], color="grey", marker=m, ls="", label=f"r = {r}")
          for r, m in markers.items()]  # fmt: skip
-    fig.legend(handles=handles, loc="center right", fontsize=7)
     fig.suptitle(f"{task}: accuracy vs training compute and size (mean ± std; line: Pareto front)")
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.835, 0.5), fontsize=7)
     path = out / f"pareto_{task}.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
