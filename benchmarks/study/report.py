@@ -374,7 +374,13 @@ def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | N
         if spec:
             md += [
                 f"Task `{json.dumps(spec.get('task'))}`; model `{json.dumps(spec.get('model'))}`"
-                f"; optimiser `{json.dumps(spec.get('train'))}`.",
+                f"; optimiser `{json.dumps(spec.get('train'))}`"
+                + (
+                    f"; protocol changes `{json.dumps(spec['protocol'])}`"
+                    if "protocol" in spec
+                    else ""
+                )
+                + ".",
                 "",
             ]
         md += task_table(task, rows) + [""]
