@@ -5,6 +5,7 @@
     python -m benchmarks.study.probes timing --out benchmarks/results/study-probes
     python -m benchmarks.study.probes curves --out benchmarks/results/study-probes \\
         [--tasks digits256,osuleaf] [--epochs 40] [--resume]
+    python -m benchmarks.study.probes budget --preset cpu --out benchmarks/results/study-probes
 
 ``timing``: for each task (and the Pathfinder sizes 16, 24, 32), the seconds of a training
 step of the full model (N) and of the r-state models, measured in the same process one after
@@ -19,6 +20,9 @@ per-channel poles) and ``bt`` (the final ``N`` model reduced by BT to r, then tr
 Validation accuracy per epoch goes to ``curves.csv`` and ``curves.png``; ``curves.md`` gives
 the knee of each curve: the first epoch at which the 3-epoch moving average of the
 validation accuracy has made 90 % of its largest gain over the run.
+
+``budget``: the predicted run time of a preset's arm table from ``timing.csv``
+(``budget-<preset>.md``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -122,12 +127,14 @@ def timing(out: Path, tasks: list[str], ranks: list[int], steps: int) -> list[di
         row["wall_ratio_N_over_this"] = round(full["step_seconds"] / row["step_seconds"], 2)
         row["flops_ratio_N_over_this"] = round(full["epoch_gflops"] / row["epoch_gflops"], 3)
     common.write_csv(out / "timing.csv", rows, list(rows[0]))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     md = [
         "# Seconds per epoch (training steps only) and FLOPs per epoch",
         "",
         f"`python -m benchmarks.study.probes timing --out {out}`; {steps} timed steps per row "
         "after one warm-up step, one torch thread, measured one after the other in one process "
-        "on the shared 2-core machine (compare ratios within a task, not absolute times).",
+        "on the shared 2-core machine (compare ratios within a task, not absolute times). "
+        f"Load average at the end of the measurement: {load} (2 cores).",
         "",
         "| task | L | train items | state | s/step | s/epoch | GFLOP/epoch | wall N/this "
         "| FLOPs N/this |",
@@ -255,9 +262,66 @@ def write_curve_report(out: Path) -> None:
     common.atomic_write(out / "curves.md", "\n".join(md) + "\n")
 
 
+# ----------------------------------------------------------------------------- budget
+
+
+def budget(out: Path, preset_name: str, jobs: int = 2) -> list[dict]:
+    """Predicted run time of a preset from ``timing.csv``: ``budget-<preset>.md``.
+
+    Every arm costs its epochs times the measured seconds per epoch of its model (the full
+    model at N, or the r-state model; validation is not included, it is a few % of an epoch),
+    so the sum is the serial time, and ``/ jobs`` the best case with ``jobs`` workers.
+    """
+    from benchmarks.study.presets import PRESETS
+    from benchmarks.study.runner import plan
+
+    with open(out / "timing.csv", newline="") as f:
+        timing = list(csv.DictReader(f))
+    preset = PRESETS[preset_name]
+    arms, skipped = plan(preset, out)
+    rows = []
+    for name in preset["tasks"]:
+        sec = {
+            (None if t["per_channel"] == "False" else int(t["state"])): float(t["epoch_seconds"])
+            for t in timing
+            if t["task"] == name
+        }
+        if not sec:
+            raise SystemExit(f"timing.csv has no rows for task {name!r}: run the timing probe")
+        mine = [a for a in arms if a.task == name and a.id not in skipped]
+        n_epochs = sum(a.epochs for a in mine if a.r is None)
+        r_epochs = sum(a.epochs for a in mine if a.r is not None)
+        total = sum(a.epochs * sec[a.r] for a in mine)
+        rows.append(
+            dict(task=name, arms=len(mine), epochs_at_N=n_epochs, epochs_at_r=r_epochs,
+                 serial_hours=total / 3600, sec_N=sec[None])
+        )  # fmt: skip
+    all_h = sum(r["serial_hours"] for r in rows)
+    md = [
+        f"# Predicted run time of preset `{preset_name}` (from `timing.csv`)",
+        "",
+        "Each arm: its epochs x the measured seconds per epoch of its model (training steps; "
+        "validation adds a few %). Timings were taken on the shared machine, so they are an "
+        "upper estimate for an idle one.",
+        "",
+        "| task | arms | epochs at N | epochs at r | s/epoch at N | serial hours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        md.append(
+            f"| {r['task']} | {r['arms']} | {r['epochs_at_N']} | {r['epochs_at_r']} | "
+            f"{r['sec_N']:.1f} | {r['serial_hours']:.2f} |"
+        )
+    md += ["", f"Total: {all_h:.2f} h serial, {all_h / jobs:.2f} h with {jobs} workers."]
+    common.atomic_write(out / f"budget-{preset_name}.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["timing", "curves", "report"])
+    p.add_argument("what", choices=["timing", "curves", "report", "budget"])
+    p.add_argument("--preset", default="cpu", help="budget: the preset to predict")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/study-probes"))
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--ranks", default="16,4", help="timing: r values")
@@ -280,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             epochs = dict.fromkeys(tasks, int(args.epochs))
         curves(args.out, tasks, args.rank, epochs, args.resume)
+    elif args.what == "budget":
+        budget(args.out, args.preset)
     else:
         write_curve_report(args.out)
     return 0

@@ -67,6 +67,8 @@ LABELS = {
     "spa": "SPA -> main training",
 }
 ORDER = list(LABELS)
+# tab10 without its grey (the rank markers are grey), then a few more
+PALETTE = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9", "navy", "olive", "teal", "k"]
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -383,6 +385,8 @@ def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | N
                 + ".",
                 "",
             ]
+        if spec.get("reference"):
+            md += [f"Published test accuracies (official split): {spec['reference']}.", ""]
         md += task_table(task, rows) + [""]
         md += [f"![Pareto fronts, {task}](pareto_{task}.png)", ""]
     comps = claim_rows(rows)
@@ -469,7 +473,9 @@ def plot_pareto(out: Path, task: str, rows: list[dict]) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     ranks = sorted({k[2] for k in g})
     markers = dict(zip(ranks, "os^Dv<>p*h", strict=False))
-    colors = {grp: f"C{i % 10}" for i, grp in enumerate(sorted({k[1] for k in g}, key=_key))}
+    colors = {
+        grp: PALETTE[i % len(PALETTE)] for i, grp in enumerate(sorted({k[1] for k in g}, key=_key))
+    }
     for ax, (col, xlabel) in zip(axes, axes_spec, strict=True):
         pts = []
         for (_, grp, r), xs in sorted(g.items(), key=lambda kv: _key(kv[0][1])):
