@@ -75,6 +75,10 @@ def test_arm_table_is_complete_and_ordered():
     assert ratio > 1
     assert by["majority/hippo-flops-r2/s0"].epochs == 1 + -(-2 * ratio // 1)
     assert by["majority/hippo-wall-r2/s0"].epochs == 1 + 3  # ceil(2 * 1.5)
+    # the protocol can leave out the arms that continue the full model
+    no_cont = copy.deepcopy(TINY)
+    no_cont["protocol"]["cont"] = False
+    assert {a.group for a in build_arms(no_cont, SIZES)} == {a.group for a in table} - {"cont"}
     # the arm-level FLOP helper is s4dss.flops on the task's model
     cfg = dict(spec["model"], d_output=2, vocab_size=4)
     assert arms_mod.epoch_flops(spec, SIZES["majority"], None) == flops.epoch_flops(

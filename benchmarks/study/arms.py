@@ -210,7 +210,10 @@ def core_arms(task: str, proto: dict, spec: dict, sizes: dict) -> list[Arm]:
             )
     for s in seeds:
         pre = _aid(task, "pre", s)
-        arms.append(Arm(_aid(task, "cont", s), task, "cont", s, E_main, None, pre, budget="main"))
+        if proto.get("cont", True):
+            arms.append(
+                Arm(_aid(task, "cont", s), task, "cont", s, E_main, None, pre, budget="main")
+            )
         for r in ranks:
             red = Reduction("modal", r)
             arms.append(

@@ -16,6 +16,7 @@ from (:func:`benchmarks.study.arms.build_arms`):
 ``scratch_budgets``  budgets of the Skew-HiPPO-at-r runs from scratch: ``"main"`` (main
                      epochs), ``"flops"`` (equal analytic training FLOPs to pre-training + main
                      training), ``"wall"`` (equal wall time, from ``wall_ratio``)
+``cont``             run the ``cont`` arms (default True)
 ``wall_ratio``       measured seconds per epoch of the N model over the r model, per r
                      (``study-probes/timing.md``; a fixed number, so the arm table is
                      deterministic)
@@ -127,4 +128,57 @@ PRESETS: dict[str, dict] = {
             ),
         },
     },
+    # Sized from the probes in benchmarks/results/study-probes/ (timing.md, curves.md,
+    # budget-cpu.md). Epochs: pre-training past the knee of the full model's constant-lr
+    # learning curve (knees at epoch 10 / 14 / 43 -> 20 / 15 / 50 epochs with a cosine
+    # schedule), main training at about the knee of the BT -> r curve (7 / 15 / 17 -> 8 / 10 /
+    # 20: Pathfinder's 10 is short of its knee, for the budget). wall_ratio: seconds per epoch at N over those at r, measured in one process
+    # (timing.md). Budget: every arm's epochs x its measured seconds per epoch gives 12.0 h
+    # serial at the load of the measurement (load average 7.5 on 2 cores), 6.0 h with
+    # --jobs 2; the brief puts today's load at 2-4x slower than an idle machine, so 1.5-3 h
+    # idle with --jobs 2. To fit, the cpu preset leaves out ACSF1 (its 80 training series need
+    # ~60 + 30 epochs: +4.3 h serial), the extra correlation seeds and the `cont` arms (+1.1 h
+    # at the 3 tasks), and uses
+    # Pathfinder 16x16 (24x24 costs 1.6x and 32x32 2.9x as much per epoch, timing.md).
+    "cpu": {
+        "threads": 1,
+        "jobs": 2,
+        "protocol": dict(
+            seeds=[0, 1, 2],
+            corr_seeds=[],
+            cont=False,
+            ranks=[16, 4],
+            corr_rank=4,
+            scratch_budgets=["main", "flops", "wall"],
+        ),
+        "tasks": {
+            "digits256": task_spec(
+                "digits256",
+                protocol=dict(
+                    pre_epochs=20,
+                    main_epochs=8,
+                    corr_epochs=[5, 10],
+                    wall_ratio={16: 1.93, 4: 2.82},
+                ),
+            ),
+            "pathfinder16": task_spec(
+                "pathfinder16",
+                protocol=dict(
+                    pre_epochs=15,
+                    main_epochs=10,
+                    corr_epochs=[4, 8],
+                    wall_ratio={16: 2.65, 4: 3.30},
+                ),
+            ),
+            "osuleaf": task_spec(
+                "osuleaf",
+                protocol=dict(
+                    pre_epochs=50,
+                    main_epochs=20,
+                    corr_epochs=[12, 25],
+                    wall_ratio={16: 2.16, 4: 3.33},
+                ),
+            ),
+        },
+    },  # fmt: skip
 }
