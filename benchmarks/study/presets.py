@@ -132,14 +132,14 @@ PRESETS: dict[str, dict] = {
     # budget-cpu.md). Epochs: pre-training past the knee of the full model's constant-lr
     # learning curve (knees at epoch 10 / 14 / 43 -> 20 / 15 / 50 epochs with a cosine
     # schedule), main training at about the knee of the BT -> r curve (7 / 15 / 17 -> 8 / 10 /
-    # 20: Pathfinder's 10 is short of its knee, for the budget). wall_ratio: seconds per epoch at N over those at r, measured in one process
-    # (timing.md). Budget: every arm's epochs x its measured seconds per epoch gives 12.0 h
-    # serial at the load of the measurement (load average 7.5 on 2 cores), 6.0 h with
-    # --jobs 2; the brief puts today's load at 2-4x slower than an idle machine, so 1.5-3 h
-    # idle with --jobs 2. To fit, the cpu preset leaves out ACSF1 (its 80 training series need
-    # ~60 + 30 epochs: +4.3 h serial), the extra correlation seeds and the `cont` arms (+1.1 h
-    # at the 3 tasks), and uses
-    # Pathfinder 16x16 (24x24 costs 1.6x and 32x32 2.9x as much per epoch, timing.md).
+    # 20: Pathfinder's 10 is short of its knee, for the budget). wall_ratio: seconds per epoch
+    # at N over those at r, measured in one process (timing.md). Budget: every arm's epochs x
+    # its measured seconds per epoch gives 12.0 h serial at the load of the measurement (load
+    # average 7.5 on 2 cores), 6.0 h with --jobs 2; the brief puts today's load at 2-4x slower
+    # than an idle machine, so 1.5-3 h idle with --jobs 2. To fit, the cpu preset leaves out
+    # ACSF1 (its 80 training series need ~60 + 30 epochs: +4.3 h serial), the extra
+    # correlation seeds and the `cont` arms (+1.1 h at the 3 tasks), and uses Pathfinder
+    # 16x16 (24x24 costs 1.6x and 32x32 2.9x as much per epoch, timing.md).
     "cpu": {
         "threads": 1,
         "jobs": 2,
