@@ -230,3 +230,37 @@ def test_arm_records_are_frozen():
     a = Arm("t/x/s0", "t", "x", 0, 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.epochs = 2
+
+
+@pytest.mark.parametrize("stop", [1, 2, 3])
+def test_snapshot_survives_an_interrupt_before_at_or_after_it(tmp_path, stop):
+    """One pre-training run with a snapshot after epoch 1 (2 steps per epoch), stopped after
+    ``stop`` steps and resumed: snapshot and final weights equal an uninterrupted run's."""
+    import torch
+
+    from benchmarks.study import common
+    from s4dss.data import get_task
+    from s4dss.train import TrainConfig, seed_everything
+
+    task = get_task("majority", n_train=64, n_val=16, n_test=16, length=8)
+    spec = dict(d_model=4, n_layers=1, d_state=3, kernel_dtype="float32")
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=1e-2, progress=False)
+
+    def fresh():
+        seed_everything(0)
+        return common.build_model(spec, task)
+
+    runner._train(fresh(), task, cfg, tmp_path / "ref", (1,), None)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        runner._train(fresh(), task, cfg, out, (1,), stop)
+    assert (out / "snapshots" / "epoch1.pt").is_file() == (stop >= 2)
+    runner._train(fresh(), task, cfg, out, (1,), None)
+    for name in ("snapshots/epoch1.pt", "last.pt"):
+        a = common.load_checkpoint_model(tmp_path / "ref" / name).state_dict()
+        b = common.load_checkpoint_model(out / name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # a run already past a snapshot it lacks cannot make it: a clear error, not a wrong file
+    (out / "snapshots" / "epoch1.pt").unlink()
+    with pytest.raises(RuntimeError, match="past the snapshot"):
+        runner._train(fresh(), task, cfg, out, (1,), None)

@@ -194,34 +194,50 @@ def _reduce(model, red: Reduction, L: int) -> tuple[torch.nn.Module, str]:
     return reduce_model(model, L=L, strict=False, **red.kwargs()), note
 
 
+def _position(last: Path) -> int:
+    """Optimizer steps done by the run whose checkpoint is ``last`` (0 without one)."""
+    return load_checkpoint(last)["position"]["global_step"] if last.is_file() else 0
+
+
 def _train(model, task, cfg: TrainConfig, run_dir: Path, snapshots, interrupt) -> dict:
-    """:func:`train`, stopping at the end of each snapshot epoch to copy ``last.pt`` aside."""
+    """:func:`train`, stopping at the end of each snapshot epoch to copy ``last.pt`` aside.
+
+    ``interrupt`` (test hook): stop after that many steps of this call, as Ctrl-C would.
+    """
     clock = _Clock(run_dir)
     steps_per_epoch = math.ceil(len(task.train) / cfg.batch_size)
+    last = run_dir / "last.pt"
     for e in sorted(snapshots):
         path = run_dir / "snapshots" / f"epoch{e}.pt"
         if path.is_file():
             continue
-        last = run_dir / "last.pt"
-        at = load_checkpoint(last)["position"]["global_step"] if last.is_file() else 0
-        need = e * steps_per_epoch - at
-        if interrupt is not None and interrupt < need:
-            need = None  # the test hook comes first
-        step_cfg = dataclasses.replace(cfg, interrupt_after_steps=need or interrupt)
-        t0 = time.perf_counter()
-        summary = train(model, task, step_cfg, run_dir, resume=last.is_file())
-        if summary["status"] != "interrupted" or need is None:
+        target, at = e * steps_per_epoch, _position(last)
+        if at > target:
+            raise RuntimeError(
+                f"{last} is at step {at}, past the snapshot at epoch {e} (step {target}) that "
+                "its children need: delete that run folder and resume"
+            )
+        hook = False
+        if at < target:  # train up to the end of epoch e exactly, then copy the checkpoint
+            need = target - at
+            hook = interrupt is not None and interrupt <= need
+            step_cfg = dataclasses.replace(cfg, interrupt_after_steps=interrupt if hook else need)
+            t0 = time.perf_counter()
+            train(model, task, step_cfg, run_dir, resume=last.is_file())
             clock.add(time.perf_counter() - t0)
-            raise RunInterrupted(f"{run_dir} stopped before its snapshot at epoch {e}")
+            if _position(last) != target:  # Ctrl-C, SIGTERM or the hook before the snapshot
+                raise RunInterrupted(f"{run_dir} stopped before its snapshot at epoch {e}")
+            interrupt = None if hook else interrupt - need if interrupt is not None else None
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         shutil.copyfile(last, tmp)
         os.replace(tmp, path)
-        clock.add(time.perf_counter() - t0, snapshot=e)
-        interrupt = None
+        clock.add(0.0, snapshot=e)
+        if hook:
+            raise RunInterrupted(f"{run_dir} stopped at its snapshot at epoch {e}")
     t0 = time.perf_counter()
     cfg = dataclasses.replace(cfg, interrupt_after_steps=interrupt)
-    summary = train(model, task, cfg, run_dir, resume=(run_dir / "last.pt").is_file())
+    summary = train(model, task, cfg, run_dir, resume=last.is_file())
     clock.add(time.perf_counter() - t0)
     if summary["status"] != "finished":
         raise RunInterrupted(f"{run_dir} interrupted; continue with --resume")
