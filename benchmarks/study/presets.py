@@ -130,22 +130,21 @@ PRESETS: dict[str, dict] = {
     },
     # Sized from the probes in benchmarks/results/study-probes/ (timing.md, curves.md,
     # budget-cpu.md). Epochs: pre-training past the knee of the full model's constant-lr
-    # learning curve (knees at epoch 10 / 14 / 43 -> 20 / 15 / 50 epochs with a cosine
-    # schedule), main training at about the knee of the BT -> r curve (7 / 15 / 17 -> 8 / 10 /
-    # 20: Pathfinder's 10 is short of its knee, for the budget). wall_ratio: seconds per epoch
-    # at N over those at r, measured in one process (timing.md). Budget: every arm's epochs x
-    # its measured seconds per epoch gives 12.0 h serial at the load of the measurement (load
-    # average 7.5 on 2 cores), 6.0 h with --jobs 2; the brief puts today's load at 2-4x slower
-    # than an idle machine, so 1.5-3 h idle with --jobs 2. To fit, the cpu preset leaves out
-    # ACSF1 (its 80 training series need ~60 + 30 epochs: +4.3 h serial), the extra
-    # correlation seeds and the `cont` arms (+1.1 h at the 3 tasks), and uses Pathfinder
-    # 16x16 (24x24 costs 1.6x and 32x32 2.9x as much per epoch, timing.md).
+    # learning curve (knees at epoch 10 / 14 / 43 for digits / Pathfinder / OSULeaf -> 20 /
+    # 20 / 50 epochs with a cosine schedule), main training at the knee of the BT -> r curve
+    # (7 / 15 / 17 -> 8 / 15 / 20). wall_ratio: seconds per epoch at N over those at r,
+    # measured in one process (timing.md). Budget: every arm's epochs x its measured seconds
+    # per epoch: 3.7 h serial, 1.85 h with --jobs 2 at the load of the measurement (load
+    # average 3 on 2 cores, the measuring process included); validation and test passes add a
+    # few %. At load 7.5 every step took ~5x longer (timing-load7.md): the preset resumes.
+    # Left out: ACSF1 (trains to ~50 % only with this model, study-probes/README.md) and the
+    # `cont` arms; Pathfinder is 16x16 (24x24 costs 2.2x and 32x32 3.8x as much per epoch).
     "cpu": {
         "threads": 1,
         "jobs": 2,
         "protocol": dict(
             seeds=[0, 1, 2],
-            corr_seeds=[],
+            corr_seeds=[3, 4, 5],
             cont=False,
             ranks=[16, 4],
             corr_rank=4,
@@ -158,16 +157,16 @@ PRESETS: dict[str, dict] = {
                     pre_epochs=20,
                     main_epochs=8,
                     corr_epochs=[5, 10],
-                    wall_ratio={16: 1.93, 4: 2.82},
+                    wall_ratio={16: 2.15, 4: 1.95},
                 ),
             ),
             "pathfinder16": task_spec(
                 "pathfinder16",
                 protocol=dict(
-                    pre_epochs=15,
-                    main_epochs=10,
-                    corr_epochs=[4, 8],
-                    wall_ratio={16: 2.65, 4: 3.30},
+                    pre_epochs=20,
+                    main_epochs=15,
+                    corr_epochs=[5, 10],
+                    wall_ratio={16: 2.55, 4: 3.29},
                 ),
             ),
             "osuleaf": task_spec(
@@ -176,7 +175,7 @@ PRESETS: dict[str, dict] = {
                     pre_epochs=50,
                     main_epochs=20,
                     corr_epochs=[12, 25],
-                    wall_ratio={16: 2.16, 4: 3.33},
+                    wall_ratio={16: 2.70, 4: 2.86},
                 ),
             ),
         },
