@@ -7,8 +7,9 @@ Use :func:`get_task`::
 
 Tasks: ``listops`` (real ``listops-1000``), ``listops-synth`` (generated, written in the release
 format then read back), ``pathfinder`` (real ``pathfinder32``), ``pathfinder-synth``
-(generated), ``cifar``, ``imdb``, ``aan``, ``digits`` (built in, no download) and
-``majority`` (an easy in-memory synthetic task for smoke tests).
+(generated), ``cifar``, ``imdb``, ``aan``, ``digits`` and ``digits-256`` (built in, no
+download; ``digits-256`` holds each pixel for 4 steps), ``acsf1`` and ``osuleaf`` (UCR problems
+shipped inside ``aeon<1.7``) and ``majority`` (an easy in-memory synthetic task for smoke tests).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from s4dss.data import aan, cifar, digits, imdb, listops, pathfinder, synthetic
+from s4dss.data import aan, cifar, digits, imdb, listops, pathfinder, synthetic, ucr
 from s4dss.data.common import TaskData
 
 GENERATOR_RECORD = "generator.json"
@@ -108,6 +108,9 @@ TASKS: dict[str, Callable[..., TaskData]] = {
     "imdb": lambda data_dir=None, **kw: imdb.load(_need_dir("imdb", data_dir), **kw),
     "aan": lambda data_dir=None, **kw: aan.load(_need_dir("aan", data_dir), **kw),
     "digits": lambda **kw: digits.load(**kw),
+    "digits-256": lambda **kw: digits.load(hold=4, **kw),  # each pixel held for 4 steps
+    "acsf1": lambda **kw: ucr.load("ACSF1", **kw),  # UCR, shipped in aeon<1.7
+    "osuleaf": lambda **kw: ucr.load("OSULeaf", **kw),  # UCR, shipped in aeon<1.7
     "majority": lambda **kw: synthetic.load(**kw),
 }
 

@@ -1,0 +1,183 @@
+"""The study's presets: tasks (data, model, optimiser) and the protocol (epochs, ranks, seeds).
+
+A task spec is the data (an :func:`s4dss.data.get_task` config), the full model at state
+dimension ``N`` (:class:`s4dss.S4Model` arguments) and the optimiser settings
+(:class:`s4dss.train.TrainConfig` fields). A preset adds the protocol the arm table is built
+from (:func:`benchmarks.study.arms.build_arms`):
+
+``seeds``            seeds of every arm (seed s pre-trains ``pre/s`` and seeds what derives from it)
+``corr_seeds``       extra seeds that only run pre-training -> BT at ``corr_rank`` -> main
+                     training (more points for the correlation claim, within one stage)
+``ranks``            the reduced state dimensions r
+``pre_epochs``       pre-training at N (past the knee of the learning curve: see
+                     ``benchmarks/results/study-probes/``)
+``main_epochs``      main training after reduction (and of the same-epochs baselines)
+``corr_epochs``      pre-training snapshots that are reduced too (claim c, across stages)
+``scratch_budgets``  budgets of the Skew-HiPPO-at-r runs from scratch: ``"main"`` (main
+                     epochs), ``"flops"`` (equal analytic training FLOPs to pre-training + main
+                     training), ``"wall"`` (equal wall time, from ``wall_ratio``)
+``cont``             run the ``cont`` arms (default True)
+``wall_ratio``       measured seconds per epoch of the N model over the r model, per r
+                     (``study-probes/timing.md``; a fixed number, so the arm table is
+                     deterministic)
+
+Every r-state model from scratch has per-channel poles ``Lambda`` ``(H, r)`` like a reduced
+layer, so at a given r all arms train exactly the same parameters with the same optimiser.
+"""
+
+from __future__ import annotations
+
+import copy
+
+# Optimiser settings shared by all tasks: AdamW, cosine schedule, SSM parameters at lr 1e-3
+# and no weight decay (their own groups, s4dss.param_groups).
+TRAIN = dict(batch_size=32, lr=4e-3, weight_decay=0.01, schedule="cosine", grad_clip=1.0)
+# d_model 32 rather than 64: 2.5-2.8x cheaper per step (study-probes/timing.md), which is what
+# lets pre-training run past the knee of the learning curve within the cpu budget.
+MODEL = dict(d_model=32, n_layers=2, d_state=64, prenorm=True, pool="mean", kernel_dtype="float32")
+
+# Published test accuracies on the official UCR train/test split (the full models' accuracies
+# are reported next to them). Sources: ResNet, FCN, MLP: Ismail Fawaz et al., "Deep learning for
+# time series classification: a review" (DMKD 2019), 5 runs, results/results-ucr-128.csv in
+# github.com/hfawaz/dl-4-tsc; InceptionTime: Ismail Fawaz et al. (DMKD 2020),
+# results-InceptionTime-128.csv in github.com/hfawaz/InceptionTime; ROCKET: Dempster et al.
+# (DMKD 2020), 10 runs, results/results_ucr.csv in github.com/angus924/rocket.
+REFERENCES = {
+    "osuleaf": "ResNet 98.02 ± 0.61 %, FCN 97.85 %, InceptionTime 94.21 %, ROCKET 94.09 %, "
+    "MLP 55.95 %",
+    "acsf1": "ResNet 91.6 ± 2.6 %, InceptionTime 92.0 %, FCN 89.8 %, ROCKET 88.6 %, MLP 55.8 %",
+}
+
+TASKS: dict[str, dict] = {
+    # sklearn digits, each of the 64 pixels held for 4 steps: L = 256, 1257/270/270 items
+    "digits256": {
+        "task": {"name": "digits-256"},
+        "model": dict(MODEL),
+        "train": dict(TRAIN, warmup_steps=40),
+    },
+    # generated Pathfinder, 16x16 (L = 256): the largest size whose runs fit the cpu budget
+    # (study-probes/timing.md: 24x24 and 32x32 cost 3-5x more per epoch)
+    "pathfinder16": {
+        "task": dict(
+            name="pathfinder-synth",
+            data_dir="pathfinder16",
+            n=4000,
+            seed=0,
+            size=16,
+            path_length=10,
+            n_paths=2,
+        ),
+        "model": dict(MODEL, n_layers=3),  # as in round 1 (paper-cpu), where it learned
+        "train": dict(TRAIN, warmup_steps=100),
+    },  # fmt: skip
+    # UCR OSULeaf (aeon): 6 classes, L = 427, official 200 train (160 + 40 val) / 242 test
+    "osuleaf": {
+        "task": {"name": "osuleaf"},
+        "reference": REFERENCES["osuleaf"],
+        "model": dict(MODEL),
+        "train": dict(TRAIN, batch_size=16, warmup_steps=20),
+    },
+    # UCR ACSF1 (aeon): 10 classes, L = 1460, official 100 train (80 + 20 val) / 100 test
+    "acsf1": {
+        "task": {"name": "acsf1"},
+        "reference": REFERENCES["acsf1"],
+        "model": dict(MODEL),
+        "train": dict(TRAIN, batch_size=16, warmup_steps=10),
+    },
+}
+
+
+def task_spec(name: str, **changes) -> dict:
+    """A deep copy of ``TASKS[name]`` with sections updated by ``changes`` (dicts merged)."""
+    spec = copy.deepcopy(TASKS[name])
+    for section, values in changes.items():
+        if isinstance(values, dict) and isinstance(spec.get(section), dict):
+            spec[section].update(values)
+        else:
+            spec[section] = values
+    return spec
+
+
+TINY = dict(d_model=16, n_layers=1, d_state=16, prenorm=True, pool="mean", kernel_dtype="float32")
+
+PRESETS: dict[str, dict] = {
+    # CI smoke test (a couple of minutes of CPU): two tasks, a tiny model, every arm kind,
+    # 3 seeds, so every table, test and plot of the report is exercised. Not a result: the
+    # models are far from converged and wall_ratio is a placeholder, not a measurement.
+    "quick": {
+        "threads": 1,
+        "jobs": 1,
+        "protocol": dict(
+            seeds=[0, 1, 2],
+            corr_seeds=[],
+            ranks=[4, 2],
+            corr_rank=2,
+            pre_epochs=4,
+            main_epochs=2,
+            corr_epochs=[2],
+            scratch_budgets=["main", "flops", "wall"],
+            wall_ratio={4: 1.5, 2: 1.6},
+        ),
+        "tasks": {
+            "digits256": task_spec("digits256", model=TINY, train=dict(lr=1e-2, warmup_steps=10)),
+            "osuleaf": task_spec(
+                "osuleaf",
+                model=TINY,
+                train=dict(lr=1e-2, warmup_steps=5),
+                protocol=dict(pre_epochs=8, main_epochs=3, corr_epochs=[4]),
+            ),
+        },
+    },
+    # Sized from the probes in benchmarks/results/study-probes/ (timing.md, curves.md,
+    # budget-cpu.md). Epochs: pre-training past the knee of the full model's constant-lr
+    # learning curve (knees at epoch 10 / 14 / 43 for digits / Pathfinder / OSULeaf -> 20 /
+    # 20 / 50 epochs with a cosine schedule), main training at the knee of the BT -> r curve
+    # (7 / 15 / 17 -> 8 / 15 / 20). wall_ratio: seconds per epoch at N over those at r,
+    # measured in one process (timing.md). Budget: every arm's epochs x its measured seconds
+    # per epoch: 3.7 h serial, 1.85 h with --jobs 2 at the load of the measurement (load
+    # average 3 on 2 cores, the measuring process included); validation and test passes add a
+    # few %. At load 7.5 every step took ~5x longer (timing-load7.md): the preset resumes.
+    # Left out: ACSF1 (trains to ~50 % only with this model, study-probes/README.md) and the
+    # `cont` arms; Pathfinder is 16x16 (24x24 costs 2.2x and 32x32 3.8x as much per epoch).
+    "cpu": {
+        "threads": 1,
+        "jobs": 2,
+        "protocol": dict(
+            seeds=[0, 1, 2],
+            corr_seeds=[3, 4, 5],
+            cont=False,
+            ranks=[16, 4],
+            corr_rank=4,
+            scratch_budgets=["main", "flops", "wall"],
+        ),
+        "tasks": {
+            "digits256": task_spec(
+                "digits256",
+                protocol=dict(
+                    pre_epochs=20,
+                    main_epochs=8,
+                    corr_epochs=[5, 10],
+                    wall_ratio={16: 2.15, 4: 1.95},
+                ),
+            ),
+            "pathfinder16": task_spec(
+                "pathfinder16",
+                protocol=dict(
+                    pre_epochs=20,
+                    main_epochs=15,
+                    corr_epochs=[5, 10],
+                    wall_ratio={16: 2.55, 4: 3.29},
+                ),
+            ),
+            "osuleaf": task_spec(
+                "osuleaf",
+                protocol=dict(
+                    pre_epochs=50,
+                    main_epochs=20,
+                    corr_epochs=[12, 25],
+                    wall_ratio={16: 2.70, 4: 2.86},
+                ),
+            ),
+        },
+    },  # fmt: skip
+}
