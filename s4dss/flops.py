@@ -235,6 +235,42 @@ def step_flops(model_or_config) -> float:
     return float(total + 2 * H * C + C)
 
 
+def hsv_reg_flops(model_or_config, kind: str = "tail", channels: int | None = None) -> float:
+    r"""FLOPs the HSV regulariser (:mod:`s4dss.regularizers`) adds to one training step.
+
+    Per regularised channel with ``N`` states, forward, in complex arithmetic (the
+    conventions above; LAPACK operation counts for the factorisations): the pole kernel
+    :math:`K_{ij} = 1/(1 - a_i \bar a_j)` ``19 N^2`` (complex product 6, subtraction 2,
+    division 11); for ``"tail"`` and ``"nuclear"`` its Cholesky factor ``8 N^3 / 3`` (``N^3/3``
+    complex multiply-adds), :math:`L^T D_g L` ``8 N^3 + 6 N^2`` (a full complex product, as
+    torch computes it) and the singular values ``32 N^3 / 3`` (Householder bidiagonalisation,
+    ``8 N^3 / 3`` real, times 4 for complex); for ``"trace"`` the sum
+    :math:`\sum_{ij} g_i \bar g_j K_{ij}^2` ``14 N^2``. Backward = 2 x forward, as for the
+    model. ``channels`` per layer (the random subset; all ``H`` when None).
+
+    Examples
+    --------
+    >>> cfg = dict(d_input=1, d_output=10, d_model=32, n_layers=2, d_state=64)
+    >>> hsv_reg_flops(cfg, channels=8) == hsv_reg_flops(cfg) / 4
+    True
+    """
+    from s4dss.regularizers import KINDS
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    cfg = _config(model_or_config)
+    H = int(cfg["d_model"])
+    h = H if channels is None else min(int(channels), H)
+    total = 0.0
+    for N in layer_states(cfg):
+        if kind == "trace":
+            per = 19 * N**2 + 14 * N**2
+        else:
+            per = 19 * N**2 + 8 * N**3 / 3 + 8 * N**3 + 6 * N**2 + 32 * N**3 / 3
+        total += h * per
+    return (1 + BACKWARD_FACTOR) * total
+
+
 def state_size(model_or_config) -> int:
     """Complex states carried per sequence in step mode: ``H * sum_i N_i``."""
     cfg = _config(model_or_config)

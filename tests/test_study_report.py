@@ -23,7 +23,8 @@ def _row(task, group, r, seed, acc, total_flops, total_seconds, **kw):
         arm=f"{task}/{group}-r{r}/s{seed}", task=task, group=group, seed=seed, N=64, r=r,
         epochs=kw.pop("epochs", 5), status="ok", test_acc=acc, params=100 * r, ssm_params=10 * r,
         state_size=8 * r, step_flops=50 * r, train_flops=total_flops / 2, total_flops=total_flops,
-        total_seconds=total_seconds, stage=kw.pop("stage", ""), source_test_acc="",
+        total_seconds=total_seconds, total_cpu_seconds=total_seconds / 2,
+        stage=kw.pop("stage", ""), source_test_acc="",
     )  # fmt: skip
     base.update(kw)
     return base
@@ -48,6 +49,7 @@ def synthetic_rows() -> list[dict]:
             rows.append(_row("a", "hippo", r, s, 0.60 + j, 1e9, 10))
             rows.append(_row("a", "hippo-flops", r, s, 0.85 + j, 11e9, 60))
             rows.append(_row("a", "hippo-wall", r, s, 0.86 - j, 20e9, 110))
+            rows.append(_row("a", "spa", r, s, 0.80 - 2 * j, 11e9, 110))
         # snapshots after 2 epochs: lower source accuracy, lower final accuracy
         rows.append(
             _row("a", "corr", 8, s, 0.70 - j, 3e9, 30, stage="pre@2", source_test_acc=0.70 + j)
@@ -135,9 +137,11 @@ def test_write_report_tables_and_plots(tmp_path):
     accs = [0.80 - j for j in (0.0, 0.01, -0.01, 0.005)]
     want = f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f} (n=4)"
     assert f"| BT -> main training (paper) | 8 | 5 | {want} |" in md
-    assert "**BT better**" in md and "**BT worse**" in md
+    assert "**bt better**" in md and "**bt worse**" in md
     assert "Verdict (c): reversed within a stage" in md
     assert "| a | 8 | hippo-wall" in md
     assert "spa (1 arms): s4dss.reduce has no method 'spa'" in md
+    # issue 11's methods against the arm each replaces
+    assert "| a | 8 | spa vs bt: singular perturbation vs BT, -> main | -0.12 |" in md
     for png in ("pareto_a.png", "correlation.png"):
         assert (tmp_path / png).stat().st_size > 10_000

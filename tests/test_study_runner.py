@@ -35,7 +35,8 @@ TINY = {
 }  # fmt: skip
 # the resume tests: one seed is enough (every arm kind, a snapshot, a parent chain)
 SMALL = copy.deepcopy(TINY)
-SMALL["protocol"]["seeds"] = [0]
+SMALL["protocol"].update(seeds=[0], hsv_reg=dict(weight=0.5, channels=3), intrain_epoch=1)
+SMALL["issue11"] = True
 SIZES = {"majority": dict(seq_len=12, n_train=64, n_val=32, n_classes=2, vocab_size=4)}
 
 
@@ -86,41 +87,75 @@ def test_arm_table_is_complete_and_ordered():
     )
 
 
-def test_issue11_arms_wait_for_their_api(monkeypatch):
+ISSUE11 = {"intrain", "regpre", "regbt0", "regbt", "budget0", "budget", "shared0", "shared",
+           "spa0", "spa", "hippo-shared"}  # fmt: skip
+
+
+def test_issue11_arms_call_the_real_api():
     preset = dict(copy.deepcopy(TINY), issue11=True)
+    preset["protocol"].update(hsv_reg=dict(weight=0.5, channels=3), reg_ssm_lr=1e-2,
+                              reg_control=True, intrain_epoch=1)  # fmt: skip
     table = build_arms(preset, SIZES)
-    groups = {a.group for a in table}
-    assert {"intrain", "regpre", "regbt0", "regbt", "budget0", "budget", "shared0", "shared",
-            "spa0", "spa", "hippo-shared"} <= groups  # fmt: skip
-    why = {a.group: missing(a) for a in table}
-    # today's API: every issue-11 arm is missing something, named in the reason
-    assert "budget=" in why["budget"] and "shared_poles=" in why["shared"]
-    assert "'spa'" in why["spa"] and "hsv_reg" in why["regpre"] and "reduce_at" in why["intrain"]
-    assert why["bt"] is None and why["hippo-shared"] is None
-    # once the API exists, the same entries run unchanged
+    assert ISSUE11 | {"lrpre", "lrbt0", "lrbt"} <= {a.group for a in table}
+    assert all(missing(a) is None for a in table)  # the API of issue 11 exists
+    by = {a.id: a for a in table}
+    # in-training reduction: pre + main epochs in one run, N -> r after intrain_epoch
+    intrain = by["majority/intrain-r2/s0"]
+    assert intrain.parent is None and intrain.epochs == 3 and intrain.start_full
+    assert dict(intrain.train)["reduce"] == {"at_epochs": [1], "rank": 2}
+    # the regulariser: tail beyond order r at the chosen SSM lr; its control without it
+    reg = by["majority/regpre-r2/s0"]
+    assert dict(reg.train)["hsv_reg"] == {"weight": 0.5, "channels": 3, "order": 2}
+    assert dict(reg.model) == {"ssm_lr": 1e-2} == dict(by["majority/lrpre/s0"].model)
+    assert by["majority/regbt-r2/s0"].parent == reg.id
+    assert by["majority/lrbt0-r2/s0"].parent == "majority/lrpre/s0"
+    # reductions: s4dss.reduce's keywords
+    kw = {g: by[f"majority/{g}-r2/s0"].reduction.kwargs() for g in ("budget", "shared", "spa")}
+    assert kw["budget"] == {"method": "bt", "budget": 2}  # one layer: K = n_layers * r
+    assert kw["shared"] == {"method": "bt", "rank": 2, "poles": "shared"}
+    assert kw["spa"] == {"method": "spa", "rank": 2}
+    assert not by["majority/hippo-shared-r2/s0"].per_channel
+    # every training option is a valid TrainConfig
+    from s4dss.train import TrainConfig
+
+    for a in table:
+        if a.epochs:
+            TrainConfig(**{**TINY["tasks"]["majority"]["train"], **dict(a.train),
+                           "epochs": a.epochs})  # fmt: skip
+
+
+def _old_api(monkeypatch):
+    """An s4dss without issue 11: reduce() without budget/poles, no spa, no training options."""
     import importlib
 
     red = importlib.import_module("s4dss.reduce")  # s4dss.reduce is also the function
     train_mod = importlib.import_module("s4dss.train")
 
-    def fake_reduce(model, rank=None, budget=None, shared_poles=False, method="bt", L=1024):
+    def old_reduce(model, rank=None, tol=None, method="bt", L=1024, strict=True):
         raise AssertionError("not called")
 
-    monkeypatch.setattr(red, "reduce", fake_reduce)
-    monkeypatch.setattr(red, "METHODS", ("bt", "modal", "spa"))
-    Fake = dataclasses.make_dataclass(
-        "TrainConfig", [("hsv_reg", float, 0.0), ("hsv_reg_rank", int, 0), ("reduce_at", tuple, ())]
-    )
-    monkeypatch.setattr(train_mod, "TrainConfig", Fake)
-    assert all(missing(a) is None for a in table)
+    monkeypatch.setattr(red, "reduce", old_reduce)
+    monkeypatch.setattr(red, "METHODS", ("bt", "modal"))
+    Old = dataclasses.make_dataclass("TrainConfig", [("epochs", int, 1), ("lr", float, 1e-3)])
+    monkeypatch.setattr(train_mod, "TrainConfig", Old)
 
 
-def test_plan_skips_children_of_unrunnable_arms(tmp_path):
+def test_issue11_arms_say_what_an_older_api_lacks(monkeypatch):
+    table = build_arms(dict(copy.deepcopy(TINY), issue11=True), SIZES)
+    _old_api(monkeypatch)
+    why = {a.group: missing(a) for a in table}
+    assert "budget=" in why["budget"] and "poles=" in why["shared"] and "'spa'" in why["spa"]
+    assert "hsv_reg" in why["regpre"] and "reduce" in why["intrain"]
+    assert why["hippo-shared"] is None
+
+
+def test_plan_skips_children_of_unrunnable_arms(tmp_path, monkeypatch):
     preset = dict(copy.deepcopy(TINY), issue11=True)
+    _old_api(monkeypatch)
     arms, skipped = runner.plan(preset, tmp_path)
     regbt = next(a for a in arms if a.group == "regbt")
     assert regbt.id in skipped  # its own requirement, and its parent's
-    assert not any(a.id in skipped for a in arms if a.group in ("pre", "bt", "hippo"))
+    assert not any(a.id in skipped for a in arms if a.group in ("pre", "hippo", "hippo-shared"))
 
 
 # ----------------------------------------------------------------------------- the CSV
@@ -174,6 +209,38 @@ def test_straight_run_outputs(reference):
     assert float(rows["majority/bt0-r2/s0"]["kernel_rel_err"]) >= 0
     assert (out / "arms.csv").is_file() and (out / "preset.json").is_file()
     assert (out / "runs" / "majority" / "pre" / "s0" / "snapshots" / "epoch1.pt").is_file()
+    # CPU seconds are accounted like wall seconds
+    with open(out / "results.csv", newline="") as f:
+        raw = {r["arm"]: r for r in csv.DictReader(f)}
+    p_, b_ = raw["majority/pre/s0"], raw["majority/bt-r2/s0"]
+    assert float(b_["total_cpu_seconds"]) == pytest.approx(
+        float(p_["total_cpu_seconds"]) + float(b_["train_cpu_seconds"])
+        + float(b_["reduce_cpu_seconds"]), abs=2e-3
+    )  # fmt: skip
+    c_ = raw["majority/corr-e1-r2/s0"]
+    assert 0 < float(c_["total_cpu_seconds"]) - float(c_["train_cpu_seconds"]) - float(
+        c_["reduce_cpu_seconds"]) < float(p_["total_cpu_seconds"])  # fmt: skip
+    # in-training reduction: one epoch at N, two at r (and the reduced model validated once)
+    spec = SMALL["tasks"]["majority"]
+    full = dict(spec["model"], vocab_size=4, d_output=2)
+    small = dict(full, d_state=[2], lambda_per_channel=True)
+    intrain = rows["majority/intrain-r2/s0"]
+    assert intrain["orders"] == "2" and int(intrain["state_size"]) == 6 * 2
+    assert "reduced after epoch 1: [4] -> [2]" in intrain["note"]
+    val = flops.forward_flops(small, 12, 32).total
+    assert float(intrain["train_flops"]) == pytest.approx(
+        flops.epoch_flops(full, 12, 64, 32, 32) + val + 2 * flops.epoch_flops(small, 12, 64, 32, 32)
+    )
+    assert float(intrain["total_flops"]) == float(intrain["train_flops"])
+    # the regulariser's FLOPs are charged to its pre-training (2 steps per epoch)
+    reg = rows["majority/regpre-r2/s0"]
+    extra = 2 * 2 * flops.hsv_reg_flops(full, "tail", 3)
+    assert float(reg["train_flops"]) == pytest.approx(float(pre["train_flops"]) + extra)
+    assert float(rows["majority/regbt-r2/s0"]["total_flops"]) > float(bt["total_flops"])
+    # shared poles: fewer parameters than per-channel BT at the same r, as many as hippo-shared
+    shared, hs = rows["majority/shared-r2/s0"], rows["majority/hippo-shared-r2/s0"]
+    assert int(shared["params"]) == int(hs["params"]) < int(bt["params"])
+    assert rows["majority/spa-r2/s0"]["reduction"] == "spa-r2"
 
 
 def test_resume_after_one_arm_gives_the_same_csv(reference, tmp_path):
@@ -254,7 +321,8 @@ def test_snapshot_survives_an_interrupt_before_at_or_after_it(tmp_path, stop):
     out = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         runner._train(fresh(), task, cfg, out, (1,), stop)
-    assert (out / "snapshots" / "epoch1.pt").is_file() == (stop >= 2)
+    # stopped after the epoch's last step but before its validation: no snapshot yet
+    assert (out / "snapshots" / "epoch1.pt").is_file() == (stop >= 3)
     runner._train(fresh(), task, cfg, out, (1,), None)
     for name in ("snapshots/epoch1.pt", "last.pt"):
         a = common.load_checkpoint_model(tmp_path / "ref" / name).state_dict()

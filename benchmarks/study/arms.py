@@ -24,9 +24,25 @@ group                what it is
                      ``corr_seeds`` add seeds that run only ``pre`` and ``bt`` at ``corr_rank``
 ===================  ==========================================================================
 
-Arms of issue 11 (:func:`issue11_arms`, in the table when a preset sets ``issue11: True``):
-their API is being written; each arm names what it needs (``Arm.requires``) and the runner
-skips it, saying why, until :func:`missing` finds it. Nothing is recorded for a skipped arm.
+Arms of issue 11 (:func:`issue11_arms`, in the table when a preset sets ``issue11: True``),
+per task, seed and r (each arm names the API it needs in ``Arm.requires``; :func:`missing`
+says why an older s4dss cannot run it, and the runner skips it):
+
+===================  ==========================================================================
+group                what it is
+===================  ==========================================================================
+``intrain``          Skew-HiPPO at N, ``pre + main`` epochs in one run, reduced N -> r by BT
+                     during training after ``intrain_epoch`` (``train.reduce``)
+``regpre``           pre-training at N with the HSV regulariser (``train.hsv_reg``, tail beyond
+                     order r) at SSM learning rate ``reg_ssm_lr``
+``regbt0``/``regbt`` BT of ``regpre`` to r: as is / main-trained
+``lrpre``, ...       (``reg_control``) the same as ``regpre`` etc. without the regulariser
+``budget0``/...      ``s4dss.reduce(pre, budget=n_layers * r)``: global state budget, the same
+                     total states as uniform r
+``shared0``/...      ``s4dss.reduce(pre, rank=r, poles="shared")``: shared poles kept shared
+``hippo-shared``     Skew-HiPPO at r with shared poles (the parameter count of ``shared``)
+``spa0``/``spa``     ``s4dss.reduce(pre, rank=r, method="spa")``: balanced singular perturbation
+===================  ==========================================================================
 """
 
 from __future__ import annotations
@@ -47,15 +63,16 @@ from s4dss import flops
 class Reduction:
     """How a parent model is reduced: the keyword arguments of :func:`s4dss.reduce`.
 
-    ``rank`` (one r for every layer) or ``budget`` (issue 11: total states over all layers,
-    allocated per layer by the library); ``method`` ``"bt"``, ``"modal"`` or (issue 11)
-    ``"spa"``; ``shared_poles`` (issue 11) keeps a shared-pole layer's poles shared.
+    ``rank`` (one r for every layer) or ``budget`` (total states over all layers, allocated per
+    layer by :mod:`s4dss.budget`); ``method`` ``"bt"``, ``"spa"`` (balanced singular
+    perturbation) or ``"modal"``; ``poles`` ``"per-channel"`` (every reduced channel its own
+    poles, the paper's) or ``"shared"`` (a shared-pole layer reduced jointly, poles kept shared).
     """
 
     method: str = "bt"
     rank: int | None = None
     budget: int | None = None
-    shared_poles: bool = False
+    poles: str = "per-channel"
 
     def kwargs(self) -> dict:
         """Arguments for ``s4dss.reduce`` (only those that differ from its defaults)."""
@@ -64,14 +81,14 @@ class Reduction:
             kw["rank"] = self.rank
         if self.budget is not None:
             kw["budget"] = self.budget
-        if self.shared_poles:
-            kw["shared_poles"] = True
+        if self.poles != "per-channel":
+            kw["poles"] = self.poles
         return kw
 
     @property
     def label(self) -> str:
         size = f"r{self.rank}" if self.rank is not None else f"K{self.budget}"
-        return f"{self.method}-{size}" + ("-shared" if self.shared_poles else "")
+        return f"{self.method}-{size}" + ("-shared" if self.poles == "shared" else "")
 
 
 @dataclass(frozen=True)
@@ -100,8 +117,16 @@ class Arm:
         Applied to the parent's model before training.
     per_channel : bool
         From scratch at r: per-channel poles ``(H, r)`` like a reduced layer (default).
+    start_full : bool
+        From scratch at the full N although ``r`` is set: ``r`` is where an in-training
+        reduction takes the model (``intrain``), or the order a regulariser targets
+        (``regpre``).
+    model : tuple of (key, value)
+        Changes to the task's model spec for a run from scratch (e.g. ``ssm_lr``); a reduced
+        model inherits its parent's.
     train : tuple of (key, value)
-        Extra :class:`s4dss.train.TrainConfig` keys (issue 11's training options).
+        Extra :class:`s4dss.train.TrainConfig` keys (``hsv_reg``, ``reduce``: issue 11's
+        training options).
     snapshots : tuple of int
         Epochs after which this run keeps a snapshot for its children.
     budget : str
@@ -122,6 +147,8 @@ class Arm:
     parent_epoch: int | None = None
     reduction: Reduction | None = None
     per_channel: bool = True
+    start_full: bool = False
+    model: tuple[tuple[str, Any], ...] = ()
     train: tuple[tuple[str, Any], ...] = ()
     snapshots: tuple[int, ...] = ()
     budget: str = ""
@@ -239,47 +266,73 @@ def core_arms(task: str, proto: dict, spec: dict, sizes: dict) -> list[Arm]:
     return arms
 
 
-def issue11_arms(task: str, proto: dict, spec: dict) -> list[Arm]:
-    """Arms for the methods of issue 11, one declarative entry each; their API is a guess.
+def intrain_epoch(proto: dict) -> int:
+    """Epoch after which the ``intrain`` arms reduce N -> r (default: half the pre-training)."""
+    E_pre = int(proto["pre_epochs"])
+    e = int(proto.get("intrain_epoch", max(1, E_pre // 2)))
+    if not 1 <= e <= E_pre:
+        raise ValueError(f"intrain_epoch {e} must be in [1, pre_epochs = {E_pre}]")
+    return e
 
-    Reductions call ``s4dss.reduce(model, **Reduction.kwargs())``: ``budget=K`` (global state
-    budget, ``K = n_layers * r``, the same total as uniform r), ``rank=r, shared_poles=True``,
-    ``rank=r, method="spa"``. Training options are ``TrainConfig`` keys: ``hsv_reg`` (weight of
-    the Hankel-singular-value regulariser) with ``hsv_reg_rank`` (the target order), and
-    ``reduce_at`` (``{epoch: rank}``: in-training reduction). Adjust the keys here when the
-    API lands; nothing else in the study changes.
+
+def issue11_arms(task: str, proto: dict, spec: dict) -> list[Arm]:
+    """Arms for the methods of issue 11, one declarative entry each (module docstring).
+
+    ``intrain``: Skew-HiPPO at N trained ``pre + main`` epochs in one run (one cosine
+    schedule) with ``train.reduce = {at_epochs: [intrain_epoch], rank: r}``
+    (:mod:`s4dss.intrain`): the same total epochs as ``pre`` + ``bt``. ``regpre``: pre-training
+    at N with ``train.hsv_reg = {**hsv_reg, order: r}`` (:mod:`s4dss.regularizers`) and the
+    SSM learning rate ``reg_ssm_lr``; ``regbt0`` / ``regbt``: BT of it to r without / with
+    main training. With ``reg_control`` (needed when ``reg_ssm_lr`` is not the model's own),
+    ``lrpre`` / ``lrbt0`` / ``lrbt`` do the same without the regulariser, so that the
+    regulariser's effect is measured at one learning rate. ``budget0`` / ``budget``:
+    ``s4dss.reduce(pre, budget=n_layers * r)``, the same total state count as uniform r.
+    ``shared0`` / ``shared``: ``poles="shared"`` (``pre`` has shared poles), with the
+    same-parameters baseline ``hippo-shared`` (Skew-HiPPO at r with shared poles).
+    ``spa0`` / ``spa``: ``method="spa"`` (balanced singular perturbation).
     """
     E_pre, E_main = int(proto["pre_epochs"]), int(proto["main_epochs"])
     n_layers = int(spec["model"]["n_layers"])
-    reg = float(proto.get("hsv_reg", 1e-3))
+    reg = dict(proto.get("hsv_reg", {"weight": 1.0, "kind": "tail", "channels": 8}))
+    reg_lr = proto.get("reg_ssm_lr")
+    reg_model = (("ssm_lr", float(reg_lr)),) if reg_lr is not None else ()
+    e_red = intrain_epoch(proto)
     stage = f"pre@{E_pre}"
     arms: list[Arm] = []
     for s in (int(x) for x in proto["seeds"]):
         pre = _aid(task, "pre", s)
+        if proto.get("reg_control", False):
+            lpre = _aid(task, "lrpre", s)
+            arms.append(Arm(lpre, task, "lrpre", s, E_pre, model=reg_model, budget="pre"))
         for r in (int(x) for x in proto["ranks"]):
             # 3. in-training reduction: one run at N that ends at r, same epochs as pre + main
             arms.append(
                 Arm(_aid(task, f"intrain-r{r}", s), task, "intrain", s, E_pre + E_main, r,
-                    train=(("reduce_at", ((E_pre, r),)),), budget="pre+main",
-                    requires=("train:reduce_at",))
+                    start_full=True, train=(("reduce", {"at_epochs": [e_red], "rank": r}),),
+                    budget="pre+main", requires=("train:reduce",))
             )  # fmt: skip
             # 4. the regulariser during pre-training, then BT with and without retraining
             rpre = _aid(task, f"regpre-r{r}", s)
             arms.append(
-                Arm(rpre, task, "regpre", s, E_pre, None, train=(("hsv_reg", reg),
-                    ("hsv_reg_rank", r)), budget="pre", requires=("train:hsv_reg",))
+                Arm(rpre, task, "regpre", s, E_pre, r, start_full=True, model=reg_model,
+                    train=(("hsv_reg", {**reg, "order": r}),), budget="pre",
+                    requires=("train:hsv_reg",))
             )  # fmt: skip
-            for g, ep in (("regbt0", 0), ("regbt", E_main)):
-                arms.append(
-                    Arm(_aid(task, f"{g}-r{r}", s), task, g, s, ep, r, rpre,
-                        reduction=Reduction("bt", r), budget="main" if ep else "",
-                        stage=stage, requires=("train:hsv_reg",))
-                )  # fmt: skip
+            sources = [("reg", rpre, ("train:hsv_reg",))]
+            if proto.get("reg_control", False):
+                sources.append(("lr", _aid(task, "lrpre", s), ()))
+            for prefix, src, req in sources:
+                for g, ep in ((f"{prefix}bt0", 0), (f"{prefix}bt", E_main)):
+                    arms.append(
+                        Arm(_aid(task, f"{g}-r{r}", s), task, g, s, ep, r, src,
+                            reduction=Reduction("bt", r), budget="main" if ep else "",
+                            stage=f"{prefix}{stage}", requires=req)
+                    )  # fmt: skip
             # 5. global budget at the same total state count as uniform r
             # 6. shared poles (and its shared-pole baseline), singular perturbation
             for g, red, req in (
                 ("budget", Reduction("bt", budget=n_layers * r), "reduce:budget"),
-                ("shared", Reduction("bt", r, shared_poles=True), "reduce:shared_poles"),
+                ("shared", Reduction("bt", r, poles="shared"), "reduce:poles"),
                 ("spa", Reduction("spa", r), "reduce:method=spa"),
             ):
                 for suffix, ep in (("0", 0), ("", E_main)):

@@ -65,7 +65,12 @@ LABELS = {
     "hippo-shared": "Skew-HiPPO at r, shared poles",
     "spa0": "SPA, no retraining",
     "spa": "SPA -> main training",
+    "lrpre": "pre-trained at N, regulariser's SSM lr",
+    "lrbt0": "BT of lrpre, no retraining",
+    "lrbt": "BT of lrpre -> main training",
 }
+# groups whose model is the full one (not candidates for "the best small model")
+FULL = ("pre", "cont", "regpre", "lrpre")
 ORDER = list(LABELS)
 # tab10 without its grey (the rank markers are grey), then a few more
 PALETTE = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9", "navy", "olive", "teal", "k"]
@@ -209,33 +214,62 @@ def acc(rows: list[dict]) -> list[float]:
 # ----------------------------------------------------------------------------- claims
 
 
-def claim_rows(rows: list[dict]) -> list[dict]:
-    """Claims (a) and (b), and the baselines, as one list of comparisons per task and r."""
+CLAIM_PAIRS = [
+    ("a", "bt", "hippo", "equal main epochs (the paper)"),
+    ("b", "bt", "hippo-flops", "equal total FLOPs"),
+    ("b", "bt", "hippo-wall", "equal total measured time"),
+    ("", "bt", "modal", "modal truncation init, same epochs"),
+    ("", "bt", "bt0", "retraining after BT"),
+]
+# issue 11's methods, each against the arm it replaces (same r, same main epochs)
+METHOD_PAIRS = [
+    ("intrain", "bt", "in-training reduction vs pre-train -> BT -> main (same total epochs)"),
+    ("intrain", "hippo-flops", "in-training reduction vs Skew-HiPPO at r, equal FLOPs to bt"),
+    ("regbt0", "bt0", "regulariser during pre-training, BT without retraining"),
+    ("regbt", "bt", "regulariser during pre-training, BT -> main"),
+    ("regbt0", "lrbt0", "regulariser vs none at the same SSM lr, no retraining"),
+    ("regbt", "lrbt", "regulariser vs none at the same SSM lr, -> main"),
+    ("lrbt", "bt", "the regulariser's SSM lr without it vs the default"),
+    ("budget0", "bt0", "global budget vs uniform r (same total states), no retraining"),
+    ("budget", "bt", "global budget vs uniform r, -> main"),
+    ("shared0", "bt0", "shared-pole vs per-channel BT, no retraining"),
+    ("shared", "bt", "shared-pole vs per-channel BT, -> main"),
+    ("shared", "hippo-shared", "shared-pole BT vs Skew-HiPPO at r, shared poles (same params)"),
+    ("spa0", "bt0", "singular perturbation vs BT, no retraining"),
+    ("spa", "bt", "singular perturbation vs BT, -> main"),
+    ("modal0", "bt0", "modal truncation vs BT, no retraining"),
+]
+
+
+def compare(rows: list[dict], pairs) -> list[dict]:
+    """Welch's test of group ``a`` against group ``b`` per (task, r) where both exist.
+
+    ``pairs``: ``(claim, a, b, what)`` tuples (``claim`` may be ""), or ``(a, b, what)``.
+    The compute ratios are ``a``'s mean total over ``b``'s (FLOPs, CPU and wall seconds).
+    """
     g = groups(rows)
     out = []
-    pairs = [
-        ("a", "bt", "hippo", "equal main epochs (the paper)"),
-        ("b", "bt", "hippo-flops", "equal total FLOPs"),
-        ("b", "bt", "hippo-wall", "equal total wall time"),
-        ("", "bt", "modal", "modal truncation init, same epochs"),
-        ("", "bt", "bt0", "retraining after BT"),
-    ]
-    for task, r in sorted({(t, r) for t, grp, r in g if grp == "bt"}):
-        for claim, a, b, what in pairs:
-            if (task, b, r) not in g:
+    cells = sorted({(t, r) for t, _, r in g})
+    for pair in pairs:
+        claim, a, b, what = pair if len(pair) == 4 else ("", *pair)
+        for task, r in cells:
+            if (task, a, r) not in g or (task, b, r) not in g:
                 continue
             A, B = g[(task, a, r)], g[(task, b, r)]
             res = welch(acc(A), acc(B))
-            ca = stats([_f(x["total_flops"]) for x in A])[0]
-            cb = stats([_f(x["total_flops"]) for x in B])[0]
-            sa = stats([_f(x["total_seconds"]) for x in A])[0]
-            sb = stats([_f(x["total_seconds"]) for x in B])[0]
-            out.append(
-                dict(task=task, r=r, claim=claim, a=a, b=b, what=what, **res,
-                     flops_ratio=ca / cb if cb else float("nan"),
-                     seconds_ratio=sa / sb if sb else float("nan"))
-            )  # fmt: skip
-    return out
+            ratios = {}
+            for col, key in (("total_flops", "flops_ratio"), ("total_seconds", "seconds_ratio"),
+                             ("total_cpu_seconds", "cpu_ratio")):  # fmt: skip
+                ca = stats([_f(x.get(col)) for x in A])[0]
+                cb = stats([_f(x.get(col)) for x in B])[0]
+                ratios[key] = ca / cb if cb else float("nan")
+            out.append(dict(task=task, r=r, claim=claim, a=a, b=b, what=what, **res, **ratios))
+    return sorted(out, key=lambda c: (c["task"], -c["r"]))
+
+
+def claim_rows(rows: list[dict]) -> list[dict]:
+    """Claims (a) and (b), and the baselines, as one list of comparisons per task and r."""
+    return compare(rows, CLAIM_PAIRS)
 
 
 def bt_pays(comparisons: list[dict]) -> dict[tuple[str, int], str]:
@@ -265,7 +299,7 @@ def correlation_points(rows: list[dict]) -> list[dict]:
     return [
         r
         for r in rows
-        if r["group"] in ("bt", "corr", "regbt")
+        if r["group"] in ("bt", "corr", "regbt", "lrbt")
         and np.isfinite(_f(r.get("source_test_acc")))
         and np.isfinite(_f(r["test_acc"]))
     ]
@@ -295,9 +329,9 @@ def claim_d(rows: list[dict]) -> list[dict]:
     """Per task and r: the best group, the cheapest statistically tied one, the Pareto front."""
     g = groups(rows)
     out = []
-    for task, r in sorted({(t, r) for t, grp, r in g if grp not in ("pre", "cont")}):
+    for task, r in sorted({(t, r) for t, grp, r in g if grp not in FULL}):
         cand = {grp: xs for (t, grp, rr), xs in g.items() if t == task and rr == r}
-        cand = {k: v for k, v in cand.items() if k not in ("pre", "cont")}
+        cand = {k: v for k, v in cand.items() if k not in FULL}
         if not cand:
             continue
         means = {k: stats(acc(v))[0] for k, v in cand.items()}
@@ -307,12 +341,13 @@ def claim_d(rows: list[dict]) -> list[dict]:
             == "no significant difference"
         ]  # fmt: skip
         cost = {k: stats([_f(x["total_flops"]) for x in v])[0] for k, v in cand.items()}
-        secs = {k: stats([_f(x["total_seconds"]) for x in v])[0] for k, v in cand.items()}
+        secs = {k: stats([_f(x.get("total_cpu_seconds")) for x in v])[0] for k, v in cand.items()}
         out.append(
             dict(
                 task=task, r=r, best=best, best_acc=means[best],
                 cheapest_flops=min(tied, key=lambda k: cost[k]),
-                cheapest_seconds=min(tied, key=lambda k: secs[k]),
+                cheapest_seconds=min(tied, key=lambda k: secs[k] if np.isfinite(secs[k])
+                                     else math.inf),
                 tied=sorted(tied, key=_key), means=means, cost=cost, secs=secs,
                 front=pareto_front([(cost[k], means[k], k) for k in cand]),
             )
@@ -327,29 +362,52 @@ def _g(x: float) -> str:
     return f"{x / 1e9:.3g}" if np.isfinite(x) else "-"
 
 
-def _verdict_words(c: dict) -> str:
-    if c["verdict"] in ("better", "worse"):
-        return f"**BT {c['verdict']}**"
-    return c["verdict"]
+def _mean(xs: list[dict], col: str) -> float:
+    return stats([_f(x.get(col)) for x in xs])[0]
 
 
 def task_table(task: str, rows: list[dict]) -> list[str]:
+    """One line per (group, r): accuracy over seeds, size, inference cost, training compute."""
     g = groups([r for r in rows if r["task"] == task])
     md = [
-        "| group | r | epochs | test acc % | params | SSM params | states | FLOPs/token "
-        "| own GFLOP | total GFLOP | total wall s |",
+        "| group | r | epochs | test acc % | params | states (orders) | FLOPs/token "
+        "| own GFLOP | total GFLOP | total CPU s | total wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted(g, key=lambda k: (-k[2], _key(k[1])))
     for _, grp, r in keys:
         xs = g[(task, grp, r)]
         ep = "/".join(sorted({x["epochs"] for x in xs}, key=int))
+        orders = sorted({x.get("orders", "") for x in xs})
+        st = f"{xs[0]['state_size']}"
+        if any("/" in o for o in orders) and len(set(orders)) >= 1:
+            st += " (" + ", ".join(orders) + ")"
         md.append(
             f"| {LABELS.get(grp, grp)} | {r} | {ep} | {pm(acc(xs))} | {xs[0]['params']} | "
-            f"{xs[0]['ssm_params']} | {xs[0]['state_size']} | {int(_f(xs[0]['step_flops']))} | "
-            f"{_g(stats([_f(x['train_flops']) for x in xs])[0])} | "
-            f"{_g(stats([_f(x['total_flops']) for x in xs])[0])} | "
-            f"{stats([_f(x['total_seconds']) for x in xs])[0]:.0f} |"
+            f"{st} | {int(_f(xs[0]['step_flops']))} | {_g(_mean(xs, 'train_flops'))} | "
+            f"{_g(_mean(xs, 'total_flops'))} | {_mean(xs, 'total_cpu_seconds'):.0f} | "
+            f"{_mean(xs, 'total_seconds'):.0f} |"
+        )
+    return md
+
+
+def _comparison_table(comps: list[dict], show_claim: bool) -> list[str]:
+    head = "| task | r | " + ("claim | " if show_claim else "") + "comparison | diff (pp) "
+    head += "| spread (pp) | t | p | verdict | FLOPs ratio | CPU ratio |"
+    md = [head, "|" + "---|" * (head.count("|") - 1)]
+    for c in comps:
+        what = (
+            f"{LABELS.get(c['b'], c['b'])}" if show_claim
+            else f"{c['a']} vs {c['b']}: {c['what']}"
+        )  # fmt: skip
+        verdict = c["verdict"]
+        if verdict in ("better", "worse"):
+            verdict = f"**{c['a']} {verdict}**"
+        md.append(
+            f"| {c['task']} | {c['r']} | "
+            + (f"{c['claim'] or '-'} | " if show_claim else "")
+            + f"{what} | {100 * c['diff']:+.2f} | {100 * c['spread']:.2f} | {c['t']:.2f} | "
+            f"{c['p']:.3g} | {verdict} | {c['flops_ratio']:.2f} | {c['cpu_ratio']:.2f} |"
         )
     return md
 
@@ -367,9 +425,14 @@ def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | N
             "Test accuracy at the best validation epoch, in %, mean ± sample std over seeds "
             "(n seeds). FLOPs are analytic (`s4dss.flops`: training steps + validation); "
             "*total* adds the arm's ancestry (a reduced model is charged its pre-training); "
-            "wall seconds are on a shared 2-core machine.",
+            "CPU seconds are the worker's process time (one torch thread: what an idle core "
+            "would take), wall seconds are on the shared 2-core machine.",
             "",
         ]
+        extra = {k: proto[k] for k in ("hsv_reg", "reg_ssm_lr", "reg_control", "intrain_epoch")
+                 if k in proto}  # fmt: skip
+        if extra:
+            md += [f"Issue-11 settings: `{json.dumps(extra)}`.", ""]
     for task in tasks:
         spec = (preset or {}).get("tasks", {}).get(task, {})
         md += [f"## {task}", ""]
@@ -394,22 +457,25 @@ def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | N
         "## Claims (a) and (b): BT initialisation against Skew-HiPPO at r",
         "",
         "Welch's t-test (two-sided, alpha 0.05) of BT -> main training against each baseline; "
-        "diff and spread (the larger seed std) in points; compute ratio = BT's total over the "
-        "baseline's.",
+        "diff and spread (the larger seed std) in points; compute ratios = BT's total over the "
+        "baseline's (analytic FLOPs; CPU seconds, an idle core's time).",
         "",
-        "| task | r | claim | baseline | diff (pp) | spread (pp) | t | p | verdict | FLOPs ratio "
-        "| wall ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in comps:
-        md.append(
-            f"| {c['task']} | {c['r']} | {c['claim'] or '-'} | {LABELS.get(c['b'], c['b'])} | "
-            f"{100 * c['diff']:+.2f} | {100 * c['spread']:.2f} | {c['t']:.2f} | {c['p']:.3g} | "
-            f"{_verdict_words(c)} | {c['flops_ratio']:.2f} | {c['seconds_ratio']:.2f} |"
-        )
+    md += _comparison_table(comps, show_claim=True)
     md += ["", "**Does BT pay at equal total compute (claim b)?**", ""]
     for (task, r), v in bt_pays(comps).items():
         md.append(f"- {task}, r = {r}: {v}")
+    methods = compare(rows, METHOD_PAIRS)
+    if methods:
+        md += [
+            "",
+            "## Issue 11's methods against the arm each replaces",
+            "",
+            "Same r; Welch's t-test of the first group against the second; compute ratios of "
+            "the first's total over the second's.",
+            "",
+        ]
+        md += _comparison_table(methods, show_claim=False)
     c = claim_c(rows)
     md += ["", "## Claim (c): correlation within one training stage", ""]
     w, a = c["within"], c["across"]
@@ -431,7 +497,7 @@ def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | N
         "Per r: the most accurate group, and the cheapest group whose accuracy is not "
         "significantly lower (Welch, alpha 0.05); Pareto front in (total FLOPs, accuracy).",
         "",
-        "| task | r | most accurate | cheapest tied (FLOPs) | cheapest tied (wall) "
+        "| task | r | most accurate | cheapest tied (FLOPs) | cheapest tied (CPU s) "
         "| Pareto front |",
         "|---|---|---|---|---|---|",
     ]
@@ -467,7 +533,7 @@ def plot_pareto(out: Path, task: str, rows: list[dict]) -> Path:
     g = groups([r for r in rows if r["task"] == task])
     axes_spec = [
         ("total_flops", "total training FLOPs (analytic)"),
-        ("total_seconds", "total training wall seconds"),
+        ("total_cpu_seconds", "total training CPU seconds (idle-core time)"),
         ("params", "parameters"),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))

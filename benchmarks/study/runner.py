@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import copy
 import dataclasses
 import datetime
 import json
@@ -43,6 +44,7 @@ from benchmarks.study import common
 from benchmarks.study.arms import Arm, Reduction, build_arms, missing
 from benchmarks.study.presets import PRESETS
 from s4dss import flops
+from s4dss.callbacks import Callback
 from s4dss.checkpoint import load_checkpoint
 from s4dss.reduce import reduce as reduce_model
 from s4dss.train import TrainConfig, evaluate, seed_everything, train
@@ -78,11 +80,23 @@ FIELDS = [
     "train_seconds",
     "reduce_seconds",
     "total_seconds",
+    "train_cpu_seconds",
+    "reduce_cpu_seconds",
+    "total_cpu_seconds",
     "kernel_rel_err",
+    "orders",
     "finished_at",
 ]
-# wall-clock columns: everything else is a deterministic function of the preset and the seed
-TIME_FIELDS = ("train_seconds", "reduce_seconds", "total_seconds", "finished_at")
+# clock columns: everything else is a deterministic function of the preset and the seed
+TIME_FIELDS = (
+    "train_seconds",
+    "reduce_seconds",
+    "total_seconds",
+    "train_cpu_seconds",
+    "reduce_cpu_seconds",
+    "total_cpu_seconds",
+    "finished_at",
+)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -167,22 +181,77 @@ class Context:
 
 
 class _Clock:
-    """Wall seconds of a run's training, accumulated over processes in ``timing.json``."""
+    """Wall and CPU seconds of a run's training, accumulated over processes in ``timing.json``.
+
+    CPU seconds (``time.process_time`` of the worker, which trains with one torch thread) are
+    what the run would take on an idle core: unlike wall seconds they do not grow with the
+    machine's load. ``snapshots`` holds both at the end of each snapshot epoch.
+    """
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / "timing.json"
-        self.data = {"seconds": 0.0, "snapshots": {}}
+        self.data = {"seconds": 0.0, "cpu_seconds": 0.0, "snapshots": {}, "cpu_snapshots": {}}
         if self.path.is_file():
-            self.data = json.loads(self.path.read_text())
+            self.data.update(json.loads(self.path.read_text()))
+        self._wall = self._cpu = None
 
-    def add(self, seconds: float, snapshot: int | None = None) -> None:
-        self.data["seconds"] += seconds
-        if snapshot is not None:
-            self.data["snapshots"][str(snapshot)] = self.data["seconds"]
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def _elapsed(self) -> tuple[float, float]:
+        if self._wall is None:
+            return 0.0, 0.0
+        return time.perf_counter() - self._wall, time.process_time() - self._cpu
+
+    def stop(self) -> None:
+        """Add the seconds since :meth:`start` to the totals and save them."""
+        wall, cpu = self._elapsed()
+        self.data["seconds"] += wall
+        self.data["cpu_seconds"] += cpu
+        self._wall = self._cpu = None
+        self.save()
+
+    def mark(self, snapshot: int) -> None:
+        """Record the totals so far (saved ones + this process's) at a snapshot epoch."""
+        wall, cpu = self._elapsed()
+        self.data["snapshots"][str(snapshot)] = self.data["seconds"] + wall
+        self.data["cpu_snapshots"][str(snapshot)] = self.data["cpu_seconds"] + cpu
+        self.save()
+
+    def save(self) -> None:
         common.atomic_write(self.path, json.dumps(self.data))
 
-    def at(self, epoch: int | None) -> float:
-        return self.data["seconds"] if epoch is None else self.data["snapshots"][str(epoch)]
+    def at(self, epoch: int | None, cpu: bool = False) -> float:
+        if epoch is None:
+            return self.data["cpu_seconds" if cpu else "seconds"]
+        return self.data["cpu_snapshots" if cpu else "snapshots"][str(epoch)]
+
+
+class Snapshots(Callback):
+    """Copies ``last.pt`` to ``snapshots/epoch<e>.pt`` when it is written at the end of epoch e.
+
+    A checkpoint written at the end of an epoch has ``step_in_epoch == 0`` and ``epoch == e``
+    (epochs completed); one written on an interrupt mid-epoch (or after the epoch's last step,
+    before its validation) does not, so a snapshot is always the state after the whole epoch.
+    The clock records the training seconds at that point (the child's ancestry cost).
+    """
+
+    def __init__(self, run_dir: Path, epochs, clock: _Clock):
+        self.dir, self.epochs, self.clock = Path(run_dir) / "snapshots", set(epochs), clock
+
+    def path(self, epoch: int) -> Path:
+        return self.dir / f"epoch{epoch}.pt"
+
+    def take(self, last: Path, epoch: int) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(epoch).with_name(f"epoch{epoch}.pt.tmp")
+        shutil.copyfile(last, tmp)
+        os.replace(tmp, self.path(epoch))
+        self.clock.mark(epoch)
+
+    def on_checkpoint(self, loop, path) -> None:
+        if Path(path) == loop.last_path and loop.step_in_epoch == 0 and loop.epoch in self.epochs:
+            self.take(Path(path), loop.epoch)
 
 
 def _reduce(model, red: Reduction, L: int) -> tuple[torch.nn.Module, str]:
@@ -194,54 +263,86 @@ def _reduce(model, red: Reduction, L: int) -> tuple[torch.nn.Module, str]:
     return reduce_model(model, L=L, strict=False, **red.kwargs()), note
 
 
-def _position(last: Path) -> int:
-    """Optimizer steps done by the run whose checkpoint is ``last`` (0 without one)."""
-    return load_checkpoint(last)["position"]["global_step"] if last.is_file() else 0
+def _position(last: Path) -> tuple[int, int]:
+    """``(epochs completed, steps into the next epoch)`` of the run whose checkpoint is
+    ``last`` (``(0, 0)`` without one)."""
+    if not last.is_file():
+        return 0, 0
+    pos = load_checkpoint(last)["position"]
+    return pos["epoch"], pos["step_in_epoch"]
 
 
 def _train(model, task, cfg: TrainConfig, run_dir: Path, snapshots, interrupt) -> dict:
-    """:func:`train`, stopping at the end of each snapshot epoch to copy ``last.pt`` aside.
+    """:func:`train` with the :class:`Snapshots` callback and the run's :class:`_Clock`.
 
     ``interrupt`` (test hook): stop after that many steps of this call, as Ctrl-C would.
     """
     clock = _Clock(run_dir)
-    steps_per_epoch = math.ceil(len(task.train) / cfg.batch_size)
+    snap = Snapshots(run_dir, snapshots, clock)
     last = run_dir / "last.pt"
+    epoch, step = _position(last)
     for e in sorted(snapshots):
-        path = run_dir / "snapshots" / f"epoch{e}.pt"
-        if path.is_file():
+        if snap.path(e).is_file() or e > epoch:
             continue
-        target, at = e * steps_per_epoch, _position(last)
-        if at > target:
-            raise RuntimeError(
-                f"{last} is at step {at}, past the snapshot at epoch {e} (step {target}) that "
-                "its children need: delete that run folder and resume"
-            )
-        hook = False
-        if at < target:  # train up to the end of epoch e exactly, then copy the checkpoint
-            need = target - at
-            hook = interrupt is not None and interrupt <= need
-            step_cfg = dataclasses.replace(cfg, interrupt_after_steps=interrupt if hook else need)
-            t0 = time.perf_counter()
-            train(model, task, step_cfg, run_dir, resume=last.is_file())
-            clock.add(time.perf_counter() - t0)
-            if _position(last) != target:  # Ctrl-C, SIGTERM or the hook before the snapshot
-                raise RunInterrupted(f"{run_dir} stopped before its snapshot at epoch {e}")
-            interrupt = None if hook else interrupt - need if interrupt is not None else None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.copyfile(last, tmp)
-        os.replace(tmp, path)
-        clock.add(0.0, snapshot=e)
-        if hook:
-            raise RunInterrupted(f"{run_dir} stopped at its snapshot at epoch {e}")
-    t0 = time.perf_counter()
+        if (e, 0) == (epoch, step):  # killed between last.pt and its copy: copy it now
+            snap.take(last, e)
+            continue
+        raise RuntimeError(
+            f"{last} is past the snapshot at epoch {e} that its children need (epoch {epoch}, "
+            f"step {step}): delete that run folder and resume"
+        )
     cfg = dataclasses.replace(cfg, interrupt_after_steps=interrupt)
-    summary = train(model, task, cfg, run_dir, resume=last.is_file())
-    clock.add(time.perf_counter() - t0)
+    clock.start()
+    try:
+        summary = train(model, task, cfg, run_dir, resume=last.is_file(), callbacks=[snap])
+    finally:
+        clock.stop()
     if summary["status"] != "finished":
         raise RunInterrupted(f"{run_dir} interrupted; continue with --resume")
     return summary
+
+
+def reduction_events(run_dir: Path) -> list[dict]:
+    """The ``reduce`` records of a run's ``metrics.jsonl`` (in-training reductions), in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("event") == "reduce" and "orders_after" in rec:
+            events.append(rec)
+    return events
+
+
+def run_flops(
+    model_config: dict, task, cfg: TrainConfig, epochs: int, events=(), eval_batch: int = 128
+) -> tuple[float, list[float]]:
+    """Analytic training FLOPs of a run whose state size may change (``reduce`` records).
+
+    Epoch k (1-based) runs at the orders in force when it starts: the initial ones, or the
+    ``orders_after`` of the last reduction at the end of an epoch before k. A reduction after
+    epoch e re-validates the reduced model (one more validation pass). The HSV regulariser
+    (``cfg.hsv_reg``) adds :func:`s4dss.flops.hsv_reg_flops` per step. Returns the total and
+    the FLOPs of each epoch.
+    """
+    n_tr, n_val, L = len(task.train), len(task.val), task.seq_len
+    steps = math.ceil(n_tr / cfg.batch_size)
+    at = {int(e["epoch"]): list(e["orders_after"]) for e in events}
+    conf = dict(model_config)
+    per_epoch = []
+    for k in range(1, epochs + 1):
+        f = flops.epoch_flops(conf, L, n_tr, cfg.batch_size, n_val, eval_batch)
+        if cfg.hsv_reg:
+            reg = cfg.hsv_reg
+            f += steps * flops.hsv_reg_flops(conf, reg.get("kind", "tail"), reg.get("channels"))
+        if k in at:  # reduced after this epoch's validation; the reduced model is validated
+            conf = dict(conf, d_state=at[k], lambda_per_channel=True)
+            full, rest = divmod(n_val, eval_batch)
+            f += full * flops.forward_flops(conf, L, eval_batch).total
+            f += flops.forward_flops(conf, L, rest).total if rest else 0.0
+        per_epoch.append(f)
+    return float(sum(per_epoch)), per_epoch
 
 
 def execute(arm: Arm, ctx: Context, parent_row: dict | None = None) -> dict:
@@ -268,53 +369,59 @@ def execute(arm: Arm, ctx: Context, parent_row: dict | None = None) -> dict:
         "reduce_seconds": 0.0,
     }
     ev_batch = spec["train"].get("eval_batch_size", 128)
-    parent_flops = parent_seconds = 0.0
+    parent_flops = parent_seconds = parent_cpu = 0.0
     if arm.parent is None:
         seed_everything(arm.seed)
-        model = common.build_model(spec["model"], task, d_state=arm.r, per_channel=arm.per_channel)
+        r0 = None if arm.start_full else arm.r
+        model = common.build_model(
+            {**spec["model"], **dict(arm.model)}, task, d_state=r0, per_channel=arm.per_channel
+        )
     else:
         model = common.load_checkpoint_model(ctx.source(arm))
         src = evaluate(model, task.test, task.collate, ev_batch)
         row["source_test_acc"] = src["acc"]
         row["source_val_acc"] = evaluate(model, task.val, task.collate, ev_batch)["acc"]
         p = parent_row or {}
-        ancestors = float(p.get("total_flops", 0)) - float(p.get("train_flops", 0))
+
+        def _p(key: str) -> float:
+            return float(p.get(key) or 0)
+
         if arm.parent_epoch is None:
-            parent_flops = float(p.get("total_flops", 0))
-            parent_seconds = float(p.get("total_seconds", 0))
-        else:
-            parent_flops = ancestors + arm.parent_epoch * float(p.get("epoch_flops", 0))
-            anc_sec = float(p.get("total_seconds", 0)) - float(p.get("train_seconds", 0))
-            parent_seconds = anc_sec + _Clock(ctx.run_dir(arm.parent)).at(arm.parent_epoch)
+            parent_flops, parent_seconds = _p("total_flops"), _p("total_seconds")
+            parent_cpu = _p("total_cpu_seconds")
+        else:  # a snapshot: the ancestry plus the parent's first parent_epoch epochs
+            parent_flops = _p("total_flops") - _p("train_flops")
+            parent_flops += arm.parent_epoch * _p("epoch_flops")
+            clock = _Clock(ctx.run_dir(arm.parent))
+            parent_seconds = _p("total_seconds") - _p("train_seconds")
+            parent_seconds += clock.at(arm.parent_epoch)
+            parent_cpu = _p("total_cpu_seconds") - _p("train_cpu_seconds")
+            parent_cpu += clock.at(arm.parent_epoch, cpu=True)
         if arm.reduction is not None:
             seed_everything(arm.seed)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 model, row["note"] = _reduce(model, arm.reduction, task.seq_len)
             except (sysred.SysredError, ValueError, NotImplementedError) as err:
                 row.update(status="failed", note=f"{type(err).__name__}: {err}"[:300])
                 return _finish(row)
             row["reduce_seconds"] = round(time.perf_counter() - t0, 3)
+            row["reduce_cpu_seconds"] = round(time.process_time() - c0, 3)
             rep = model.reduction_report
             row["kernel_rel_err"] = max(
                 float((lr.kernel_error / lr.kernel_norm).max()) for lr in rep.layers
             )
     model.train()
-    cfg = model.config
-    row.update(
-        params=sum(p.numel() for p in model.parameters()),
-        ssm_params=common.ssm_params(model),
-        state_size=flops.state_size(cfg),
-        step_flops=flops.step_flops(cfg),
-    )
+    start_config = copy.deepcopy(model.config)  # an in-training reduction changes model.config
     if arm.epochs == 0:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         test = evaluate(model, task.test, task.collate, ev_batch)
         val = evaluate(model, task.val, task.collate, ev_batch)
         row.update(
             test_acc=test["acc"], test_acc_final=test["acc"], best_val_acc=val["acc"],
             best_epoch=0, epoch_flops=0.0, train_flops=0.0,
             train_seconds=round(time.perf_counter() - t0, 3),
+            train_cpu_seconds=round(time.process_time() - c0, 3),
         )  # fmt: skip
     else:
         train_cfg = TrainConfig(
@@ -329,21 +436,38 @@ def execute(arm: Arm, ctx: Context, parent_row: dict | None = None) -> dict:
         )
         seed_everything(arm.seed)
         summary = _train(model, task, train_cfg, run_dir, arm.snapshots, ctx.interrupt.get(arm.id))
-        ef = flops.epoch_flops(
-            cfg, task.seq_len, len(task.train), train_cfg.batch_size, len(task.val), ev_batch
-        )
+        events = reduction_events(run_dir)
+        total, per_epoch = run_flops(start_config, task, train_cfg, arm.epochs, events, ev_batch)
         best = summary.get("test_at_best_val", summary["test"])
+        clock = _Clock(run_dir)
         row.update(
             test_acc=best["acc"],
             test_acc_final=summary["test"]["acc"],
             best_val_acc=summary["best"]["val_acc"],
-            best_epoch=summary["best"]["epoch"] + 1,
-            epoch_flops=ef,
-            train_flops=ef * arm.epochs,
-            train_seconds=round(_Clock(run_dir).at(None), 3),
+            best_epoch=summary["best"]["epoch"],  # 1-based
+            epoch_flops=per_epoch[0],
+            train_flops=total,
+            train_seconds=round(clock.at(None), 3),
+            train_cpu_seconds=round(clock.at(None, cpu=True), 3),
         )
+        if events:
+            row["note"] = "; ".join(
+                f"reduced after epoch {e['epoch']}: {e['orders_before']} -> {e['orders_after']}"
+                for e in events
+            )
+    cfg = model.config  # the final architecture (reduced during training, for intrain)
+    row.update(
+        orders="/".join(str(n) for n in flops.layer_states(cfg)),
+        params=sum(p.numel() for p in model.parameters()),
+        ssm_params=common.ssm_params(model),
+        state_size=flops.state_size(cfg),
+        step_flops=flops.step_flops(cfg),
+    )
     row["total_flops"] = parent_flops + row["train_flops"]
     row["total_seconds"] = round(parent_seconds + row["reduce_seconds"] + row["train_seconds"], 3)
+    row["total_cpu_seconds"] = round(
+        parent_cpu + row.get("reduce_cpu_seconds", 0.0) + row["train_cpu_seconds"], 3
+    )
     return _finish(row)
 
 
