@@ -127,3 +127,22 @@ def test_bad_input():
         flops.n_params(dict(cfg, n_layers=3, d_state=[1, 2]))
     with pytest.raises(TypeError, match="S4Model or its config"):
         flops.n_params(3)
+
+
+def test_hsv_regulariser_flops_by_hand_and_its_matrix_product():
+    from s4dss.regularizers import hsv_penalty
+
+    cfg = dict(d_input=1, d_output=3, d_model=5, n_layers=2, d_state=[4, 3])
+    per = lambda N: 19 * N**2 + 8 * N**3 / 3 + 8 * N**3 + 6 * N**2 + 32 * N**3 / 3  # noqa: E731
+    assert flops.hsv_reg_flops(cfg) == pytest.approx(3 * 5 * (per(4) + per(3)))
+    assert flops.hsv_reg_flops(cfg, channels=2) == pytest.approx(3 * 2 * (per(4) + per(3)))
+    assert flops.hsv_reg_flops(cfg, channels=9) == flops.hsv_reg_flops(cfg)  # at most H
+    trace = flops.hsv_reg_flops(cfg, "trace")
+    assert trace == pytest.approx(3 * 5 * 33 * (16 + 9))
+    # the one matrix product, L^T (g L), is what torch's counter sees: 2 N^3 per channel
+    model = _model(cfg)
+    with FlopCounterMode(display=False) as fc:
+        hsv_penalty(model, "tail", order=1, channels=2, generator=torch.Generator().manual_seed(0))
+    assert fc.get_total_flops() == 2 * 2 * (4**3 + 3**3)
+    with pytest.raises(ValueError, match="kind"):
+        flops.hsv_reg_flops(cfg, "bogus")
