@@ -18,8 +18,13 @@ from (:func:`benchmarks.study.arms.build_arms`):
                      training), ``"wall"`` (equal wall time, from ``wall_ratio``)
 ``cont``             run the ``cont`` arms (default True)
 ``wall_ratio``       measured seconds per epoch of the N model over the r model, per r
-                     (``study-probes/timing.md``; a fixed number, so the arm table is
-                     deterministic)
+                     (CPU seconds, ``study-probes/cost-cpu.md``; a fixed number, so the arm
+                     table is deterministic)
+``issue11``          (preset level) add the arms of issue 11 (:func:`arms.issue11_arms`)
+``hsv_reg``          the ``regpre`` arms' ``train.hsv_reg`` (its ``order`` is each r)
+``reg_ssm_lr``       the ``regpre`` arms' SSM learning rate (default: the model's ``ssm_lr``)
+``reg_control``      add ``lrpre`` / ``lrbt0`` / ``lrbt`` (``reg_ssm_lr`` without the regulariser)
+``intrain_epoch``    epoch after which the ``intrain`` arms reduce N -> r (default pre // 2)
 
 Every r-state model from scratch has per-channel poles ``Lambda`` ``(H, r)`` like a reduced
 layer, so at a given r all arms train exactly the same parameters with the same optimiser.
@@ -29,12 +34,17 @@ from __future__ import annotations
 
 import copy
 
-# Optimiser settings shared by all tasks: AdamW, cosine schedule, SSM parameters at lr 1e-3
-# and no weight decay (their own groups, s4dss.param_groups).
+# Optimiser settings shared by all tasks: AdamW, cosine schedule, SSM parameters at their own
+# lr (MODEL's ssm_lr) and no weight decay (their own groups, s4dss.param_groups).
 TRAIN = dict(batch_size=32, lr=4e-3, weight_decay=0.01, schedule="cosine", grad_clip=1.0)
 # d_model 32 rather than 64: 2.5-2.8x cheaper per step (study-probes/timing.md), which is what
 # lets pre-training run past the knee of the learning curve within the cpu budget.
-MODEL = dict(d_model=32, n_layers=2, d_state=64, prenorm=True, pool="mean", kernel_dtype="float32")
+# ssm_lr 1e-2 (the DSS default is 1e-3) for every arm: the HSV regulariser needs it (at 1e-3 it
+# barely moves the HSVs: tail beyond 4 0.78 -> 0.72 on digits), and plain training is at least
+# as good with it (full model, test: digits 97.0 vs 91.4 %, OSULeaf 72.7 vs 72.3 %, Pathfinder
+# in study-probes/regprobe.md), so one SSM lr keeps every comparison fair.
+MODEL = dict(d_model=32, n_layers=2, d_state=64, prenorm=True, pool="mean", kernel_dtype="float32",
+             ssm_lr=1e-2)  # fmt: skip
 
 # Published test accuracies on the official UCR train/test split (the full models' accuracies
 # are reported next to them). Sources: ResNet, FCN, MLP: Ismail Fawaz et al., "Deep learning for
@@ -98,7 +108,8 @@ def task_spec(name: str, **changes) -> dict:
     return spec
 
 
-TINY = dict(d_model=16, n_layers=1, d_state=16, prenorm=True, pool="mean", kernel_dtype="float32")
+TINY = dict(d_model=16, n_layers=1, d_state=16, prenorm=True, pool="mean", kernel_dtype="float32",
+            ssm_lr=1e-2)  # fmt: skip
 
 PRESETS: dict[str, dict] = {
     # CI smoke test (a couple of minutes of CPU): two tasks, a tiny model, every arm kind,
@@ -107,6 +118,7 @@ PRESETS: dict[str, dict] = {
     "quick": {
         "threads": 1,
         "jobs": 1,
+        "issue11": True,
         "protocol": dict(
             seeds=[0, 1, 2],
             corr_seeds=[],
@@ -117,6 +129,7 @@ PRESETS: dict[str, dict] = {
             corr_epochs=[2],
             scratch_budgets=["main", "flops", "wall"],
             wall_ratio={4: 1.5, 2: 1.6},
+            hsv_reg=dict(weight=1.0, kind="tail", channels=4),
         ),
         "tasks": {
             "digits256": task_spec("digits256", model=TINY, train=dict(lr=1e-2, warmup_steps=10)),
@@ -128,21 +141,25 @@ PRESETS: dict[str, dict] = {
             ),
         },
     },
-    # Sized from the probes in benchmarks/results/study-probes/ (timing.md, curves.md,
-    # budget-cpu.md). Epochs: pre-training past the knee of the full model's constant-lr
-    # learning curve (knees at epoch 10 / 14 / 43 for digits / Pathfinder / OSULeaf -> 20 /
-    # 20 / 50 epochs with a cosine schedule), main training at the knee of the BT -> r curve
-    # (7 / 15 / 17 -> 8 / 15 / 20). wall_ratio: seconds per epoch at N over those at r,
-    # measured in one process (timing.md). Budget: every arm's epochs x its measured seconds
-    # per epoch: 3.7 h serial, 1.85 h with --jobs 2 at the load of the measurement (load
-    # average 3 on 2 cores, the measuring process included); validation and test passes add a
-    # few %. At load 7.5 every step took ~5x longer (timing-load7.md): the preset resumes.
-    # Left out: ACSF1 (trains to ~50 % only with this model, study-probes/README.md) and the
-    # `cont` arms; Pathfinder is 16x16 (24x24 costs 2.2x and 32x32 3.8x as much per epoch).
+    # Sized from the probes in benchmarks/results/study-probes/ (curves.md, regprobe.md,
+    # cost-cpu.md, budget-cpu.md). Epochs: pre-training past the knee of the full model's
+    # learning curve (knees at epoch 10 / 14 / 43 for digits / Pathfinder / OSULeaf at constant
+    # lr; Pathfinder at SSM lr 1e-2 has 90 % of its gain by epoch 8 -> 20 / 15 / 50 epochs with
+    # a cosine schedule), main training at the knee of the BT -> r curve (7 / 15 / 17 -> 8 / 10
+    # / 20; Pathfinder cut from 15 to fit the budget). wall_ratio: CPU seconds per epoch at N
+    # over those at r, interleaved in one process (cost-cpu.md). Budget (probes.budget): every
+    # arm's epochs x the CPU seconds per epoch of its model (CPU seconds = an idle core's time;
+    # the machine was at load 5-6, wall = 3-4x CPU), plus its evaluations, scheduled as the
+    # runner schedules (table order, parents first, 2 workers): ~5.4 h serial, ~2.7 h with
+    # --jobs 2 on an idle 2-core machine. Left out: ACSF1 (trains to ~50 % only with this model,
+    # study-probes/README.md), the `cont` arms and Pathfinder's extra correlation seeds;
+    # Pathfinder is 16x16 (24x24 costs 2.2x and 32x32 3.8x as much per epoch).
     "cpu": {
         "threads": 1,
         "jobs": 2,
+        "issue11": True,
         "protocol": dict(
+            hsv_reg=dict(weight=1.0, kind="tail", channels=8),
             seeds=[0, 1, 2],
             corr_seeds=[3, 4, 5],
             cont=False,
@@ -157,16 +174,17 @@ PRESETS: dict[str, dict] = {
                     pre_epochs=20,
                     main_epochs=8,
                     corr_epochs=[5, 10],
-                    wall_ratio={16: 2.15, 4: 1.95},
+                    wall_ratio={16: 2.16, 4: 2.78},
                 ),
             ),
             "pathfinder16": task_spec(
                 "pathfinder16",
                 protocol=dict(
-                    pre_epochs=20,
-                    main_epochs=15,
-                    corr_epochs=[5, 10],
-                    wall_ratio={16: 2.55, 4: 3.29},
+                    pre_epochs=15,
+                    main_epochs=10,
+                    corr_epochs=[4, 8],
+                    corr_seeds=[],
+                    wall_ratio={16: 1.85, 4: 2.40},
                 ),
             ),
             "osuleaf": task_spec(
@@ -175,7 +193,7 @@ PRESETS: dict[str, dict] = {
                     pre_epochs=50,
                     main_epochs=20,
                     corr_epochs=[12, 25],
-                    wall_ratio={16: 2.70, 4: 2.86},
+                    wall_ratio={16: 2.34, 4: 3.51},
                 ),
             ),
         },
