@@ -74,3 +74,49 @@ def test_parallel_workers_give_the_serial_results(tmp_path):
     assert _rows(tmp_path / "parallel" / "results.csv") == _rows(
         tmp_path / "serial" / "results.csv"
     )
+
+
+def test_sigterm_stops_the_workers_and_resume_completes(tmp_path):
+    """``kill`` of a background study with workers: they stop at a checkpoint (none is left
+    running), and ``--resume`` finishes with the uninterrupted results."""
+    import json
+    import signal
+    import time
+
+    preset = {
+        "threads": 1,
+        "protocol": dict(
+            seeds=[0, 1], ranks=[2], corr_rank=2, pre_epochs=30, main_epochs=2, corr_epochs=[],
+            scratch_budgets=["main"],
+        ),
+        "tasks": {
+            "majority": {
+                "task": dict(name="majority", n_train=256, n_val=32, n_test=32, length=32),
+                "model": dict(d_model=8, n_layers=1, d_state=8, kernel_dtype="float32"),
+                "train": dict(batch_size=16, lr=1e-2, weight_decay=0.0),
+            }
+        },
+    }  # fmt: skip
+    code = (
+        "import json, sys; from benchmarks.study import runner; "
+        "p = json.loads(sys.argv[1]); "
+        "runner.run(p, sys.argv[2], jobs=2, progress=False, resume=len(sys.argv) > 3)"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-c", code, json.dumps(preset), str(tmp_path / "cut")]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env)
+    runs = tmp_path / "cut" / "runs" / "majority" / "pre"
+    deadline = time.time() + 600
+    while time.time() < deadline:  # both pre-training runs have checkpoints: stop the study
+        if all((runs / f"s{s}" / "last.pt").is_file() for s in (0, 1)):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) != 0
+    # no worker goes on training: the checkpoints stay as they are
+    before = {p: p.stat().st_mtime_ns for p in runs.glob("s*/last.pt")}
+    time.sleep(3)
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("s*/last.pt")} == before
+    assert subprocess.run([*args, "resume"], cwd=ROOT, env=env).returncode == 0
+    runner.run(copy.deepcopy(preset), tmp_path / "ref", progress=False)
+    assert _rows(tmp_path / "cut" / "results.csv") == _rows(tmp_path / "ref" / "results.csv")

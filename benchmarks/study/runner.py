@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -33,6 +34,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -617,6 +619,7 @@ def run(
     if jobs > 1:
         pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     running: dict = {}
+    old_term = _forward_sigterm(pool)
     try:
         while todo or running:
             for arm in list(todo):
@@ -661,7 +664,29 @@ def run(
         bar.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     return executed
+
+
+def _forward_sigterm(pool) -> object:
+    """SIGTERM to the study's process acts like Ctrl-C on the whole study: it is passed on to
+    the worker processes (each stops its arm at a checkpoint) and the main process stops as on
+    Ctrl-C, once they have. Without this a ``kill`` of a background study (no terminal sends
+    SIGINT to the workers) would orphan workers that go on training. Returns the old handler
+    (None when not installed: not the main thread)."""
+
+    def handler(signum, frame):
+        procs = getattr(pool, "_processes", None) or {}  # {pid: Process} of a ProcessPool
+        for proc in list(procs.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _failed(arm: Arm, note: str) -> dict:
