@@ -304,7 +304,7 @@ def issue11_arms(task: str, proto: dict, spec: dict) -> list[Arm]:
         if proto.get("reg_control", False):
             lpre = _aid(task, "lrpre", s)
             arms.append(Arm(lpre, task, "lrpre", s, E_pre, model=reg_model, budget="pre"))
-        for r in (int(x) for x in proto["ranks"]):
+        for r in (int(x) for x in proto.get("issue11_ranks", proto["ranks"])):
             # 3. in-training reduction: one run at N that ends at r, same epochs as pre + main
             arms.append(
                 Arm(_aid(task, f"intrain-r{r}", s), task, "intrain", s, E_pre + E_main, r,

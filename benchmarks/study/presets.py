@@ -25,6 +25,7 @@ from (:func:`benchmarks.study.arms.build_arms`):
 ``reg_ssm_lr``       the ``regpre`` arms' SSM learning rate (default: the model's ``ssm_lr``)
 ``reg_control``      add ``lrpre`` / ``lrbt0`` / ``lrbt`` (``reg_ssm_lr`` without the regulariser)
 ``intrain_epoch``    epoch after which the ``intrain`` arms reduce N -> r (default pre // 2)
+``issue11_ranks``    the r of the issue-11 arms (default: ``ranks``)
 
 Every r-state model from scratch has per-channel poles ``Lambda`` ``(H, r)`` like a reduced
 layer, so at a given r all arms train exactly the same parameters with the same optimiser.
@@ -112,9 +113,10 @@ TINY = dict(d_model=16, n_layers=1, d_state=16, prenorm=True, pool="mean", kerne
             ssm_lr=1e-2)  # fmt: skip
 
 PRESETS: dict[str, dict] = {
-    # CI smoke test (a couple of minutes of CPU): two tasks, a tiny model, every arm kind,
-    # 3 seeds, so every table, test and plot of the report is exercised. Not a result: the
-    # models are far from converged and wall_ratio is a placeholder, not a measurement.
+    # CI smoke test (a couple of minutes of CPU): two tasks, a tiny model, every arm kind
+    # (issue 11's at the smaller r only), 3 seeds, so every table, test and plot of the report
+    # is exercised. Not a result: the models are far from converged and wall_ratio is a
+    # placeholder, not a measurement.
     "quick": {
         "threads": 1,
         "jobs": 1,
@@ -130,6 +132,7 @@ PRESETS: dict[str, dict] = {
             scratch_budgets=["main", "flops", "wall"],
             wall_ratio={4: 1.5, 2: 1.6},
             hsv_reg=dict(weight=1.0, kind="tail", channels=4),
+            issue11_ranks=[2],
         ),
         "tasks": {
             "digits256": task_spec("digits256", model=TINY, train=dict(lr=1e-2, warmup_steps=10)),
