@@ -43,8 +43,15 @@ def test_quick_preset_from_the_command_line(tmp_path):
     assert set(rows) == {a["arm"] for a in table if a["runnable"] == "yes"}
     assert all(r["status"] == "ok" for r in rows.values())
     md = (out / "results.md").read_text()
-    for heading in ("## digits256", "## osuleaf", "Claims (a) and (b)", "Claim (c)", "Claim (d)"):
+    for heading in ("## digits256", "## osuleaf", "Claims (a) and (b)", "Claim (c)", "Claim (d)",
+                    "Issue 11's methods"):  # fmt: skip
         assert heading in md
+    # every issue-11 arm ran on the real API (none skipped), and is compared in the report
+    groups = {r["group"] for r in rows.values()}
+    assert {"intrain", "regpre", "regbt0", "regbt", "budget0", "budget", "shared0", "shared",
+            "spa0", "spa", "hippo-shared"} <= groups  # fmt: skip
+    assert all(a["runnable"] == "yes" for a in table)
+    assert "intrain vs bt" in md and "shared vs hippo-shared" in md
     for png in ("pareto_digits256.png", "pareto_osuleaf.png", "correlation.png"):
         assert (out / png).stat().st_size > 10_000
     # a second call with --resume has nothing left to do and changes nothing

@@ -51,7 +51,7 @@ LABELS = {
     "modal": "modal -> main training",
     "hippo": "Skew-HiPPO at r, main epochs",
     "hippo-flops": "Skew-HiPPO at r, equal FLOPs",
-    "hippo-wall": "Skew-HiPPO at r, equal wall time",
+    "hippo-wall": "Skew-HiPPO at r, equal measured time",
     "hippo-pre+main": "Skew-HiPPO at r, pre+main epochs",
     "corr": "BT of a pre-training snapshot -> main",
     "intrain": "in-training reduction",
@@ -412,6 +412,35 @@ def _comparison_table(comps: list[dict], show_claim: bool) -> list[str]:
     return md
 
 
+# the columns of the main table (groups present in the results are shown, in this order)
+MAIN_GROUPS = ["bt0", "bt", "hippo", "hippo-flops", "hippo-wall", "intrain", "regbt0", "regbt",
+               "budget", "shared", "hippo-shared", "spa", "modal"]  # fmt: skip
+
+
+def main_table(rows: list[dict], tasks: list[str]) -> list[str]:
+    """Test accuracy (mean ± std, %) per task and r for the main groups, the full model beside."""
+    g = groups(rows)
+    cols = [c for c in MAIN_GROUPS if any(k[1] == c for k in g)]
+    md = [
+        "| task | r | full model (pre) | " + " | ".join(cols) + " |",
+        "|" + "---|" * (3 + len(cols)),
+    ]
+
+    def cell(xs):
+        m, s, n = stats(acc(xs))
+        return f"{100 * m:.1f} ± {100 * s:.1f}" if n else "-"
+
+    for task in tasks:
+        pre = [x for (t, grp, _), xs in g.items() if t == task and grp == "pre" for x in xs]
+        for r in sorted({k[2] for k in g if k[0] == task and k[1] in cols}, reverse=True):
+            md.append(
+                f"| {task} | {r} | {cell(pre)} | "
+                + " | ".join(cell(g.get((task, c, r), [])) for c in cols)
+                + " |"
+            )
+    return md
+
+
 def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | None) -> str:
     order = list((preset or {}).get("tasks", {}))
     tasks = sorted({r["task"] for r in rows}, key=lambda t: (order + [t]).index(t))
@@ -433,6 +462,9 @@ def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | N
                  if k in proto}  # fmt: skip
         if extra:
             md += [f"Issue-11 settings: `{json.dumps(extra)}`.", ""]
+    md += ["## Main table: test accuracy (%), mean ± std over seeds", ""]
+    md += main_table(rows, tasks) + [""]
+    md += [", ".join(f"`{c}`: {LABELS[c]}" for c in MAIN_GROUPS) + ".", ""]
     for task in tasks:
         spec = (preset or {}).get("tasks", {}).get(task, {})
         md += [f"## {task}", ""]
