@@ -332,3 +332,29 @@ def test_snapshot_survives_an_interrupt_before_at_or_after_it(tmp_path, stop):
     (out / "snapshots" / "epoch1.pt").unlink()
     with pytest.raises(RuntimeError, match="past the snapshot"):
         runner._train(fresh(), task, cfg, out, (1,), None)
+
+
+def test_an_arm_that_raises_is_recorded_and_can_be_retried(tmp_path, monkeypatch):
+    preset = copy.deepcopy(TINY)
+    preset["protocol"].update(seeds=[0], corr_epochs=[], scratch_budgets=["main"])
+    runner.run(copy.deepcopy(preset), tmp_path / "ref", progress=False)
+    real = runner._train
+
+    def broken(model, task, cfg, run_dir, snapshots, interrupt):
+        if "hippo" in str(run_dir):
+            raise RuntimeError("broken for the test")
+        return real(model, task, cfg, run_dir, snapshots, interrupt)
+
+    monkeypatch.setattr(runner, "_train", broken)
+    out = tmp_path / "study"
+    runner.run(copy.deepcopy(preset), out, progress=False)
+    rows = _rows(out / "results.csv")
+    assert rows["majority/hippo-r2/s0"]["status"] == "failed"
+    assert "RuntimeError: broken for the test" in rows["majority/hippo-r2/s0"]["note"]
+    assert "broken for the test" in (out / "runs/majority/hippo-r2/s0/error.txt").read_text()
+    assert rows["majority/bt-r2/s0"]["status"] == "ok"  # the study went on
+    monkeypatch.setattr(runner, "_train", real)
+    assert runner.run(copy.deepcopy(preset), out, progress=False, resume=True) == []
+    assert runner.run(copy.deepcopy(preset), out, progress=False, resume=True,
+                      retry_failed=True) == ["majority/hippo-r2/s0"]  # fmt: skip
+    assert _rows(out / "results.csv") == _rows(tmp_path / "ref" / "results.csv")

@@ -479,8 +479,16 @@ def _finish(row: dict) -> dict:
 
 
 def _worker(arm: Arm, ctx: Context, parent_row: dict | None) -> dict:
-    """Entry point of a worker process (no progress bars, one torch thread)."""
-    return execute(arm, ctx, parent_row)
+    """Run one arm; an error becomes a ``failed`` row (traceback in ``<run dir>/error.txt``),
+    so that one broken arm does not stop the study. Interrupts (Ctrl-C, SIGTERM) go through.
+    Also the entry point of a worker process (no progress bars, one torch thread)."""
+    try:
+        return execute(arm, ctx, parent_row)
+    except Exception as err:
+        import traceback
+
+        common.atomic_write(ctx.run_dir(arm.id) / "error.txt", traceback.format_exc())
+        return _finish(_failed(arm, f"{type(err).__name__}: {err}"[:300]))
 
 
 # ----------------------------------------------------------------------------- the study
@@ -560,6 +568,7 @@ def run(
     progress: bool = True,
     inner_progress: bool = False,
     interrupt: dict | None = None,
+    retry_failed: bool = False,
 ) -> list[str]:
     """Run (or continue) a preset's study in ``out``; returns the arm ids executed now.
 
@@ -580,6 +589,9 @@ def run(
         Stop after this many arms finished (for tests, and to run a study in slices).
     interrupt : dict, optional
         Test hook ``{arm id: steps}``: that arm stops at a checkpoint after so many steps.
+    retry_failed : bool
+        With ``resume``: run the arms whose row says ``failed`` again (their new row replaces
+        the old one; an arm that failed in training continues from its last checkpoint).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -597,7 +609,7 @@ def run(
     for why in sorted(set(skipped.values())):
         n = sum(1 for v in skipped.values() if v == why)
         print(f"skipped {n} arm(s): {why}", flush=True)
-    done = {r["arm"]: r for r in rows}
+    done = {r["arm"]: r for r in rows if not (retry_failed and r["status"] == "failed")}
     todo = [a for a in arms if a.id not in skipped and a.id not in done]
     ctx = Context(
         out, preset, int(preset.get("threads", 1)), inner_progress and jobs == 1, interrupt or {}
@@ -641,7 +653,7 @@ def run(
                 if pool is None:
                     bar.set_postfix_str(arm.id)
                     fut = cf.Future()
-                    fut.set_result(execute(arm, ctx, parent))
+                    fut.set_result(_worker(arm, ctx, parent))
                 else:
                     fut = pool.submit(_worker, arm, ctx, parent)
                 running[fut] = (arm, t0)
@@ -708,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=None, help="arms at a time (default: preset's)")
     p.add_argument("--tasks", help="comma-separated subset of the preset's tasks")
     p.add_argument("--max-arms", type=int, help="stop after this many arms")
+    p.add_argument("--retry-failed", action="store_true", help="with --resume: rerun failed arms")
     p.add_argument("--report-only", action="store_true", help="rebuild the report from the CSV")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--verbose", action="store_true", help="per-epoch progress bars (jobs 1)")
@@ -727,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_arms=args.max_arms,
                 progress=not args.no_progress,
                 inner_progress=args.verbose,
+                retry_failed=args.retry_failed,
             )
         except KeyboardInterrupt:
             report.write_report(args.out, title=f"preset `{args.preset}` (partial)")
