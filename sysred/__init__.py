@@ -9,6 +9,7 @@ Layout (models / algorithms / reductors, as in pyMOR):
   Gramian square-root factors, Hankel singular values, H-infinity and H2 norms.
 * :mod:`sysred.reductors` -- what produces a reduced system: :func:`balanced_truncation`
   (square-root, balancing-free, time-limited), :func:`modal_truncation`.
+* :mod:`sysred.impulse` -- finite-horizon impulse-response norms of diagonal systems.
 * :mod:`sysred.interop` -- python-control conversion.
 """
 
@@ -23,6 +24,7 @@ from sysred.errors import (
     UnstableSystemError,
 )
 from sysred.gramians import gramian_factors, gramians, hankel_singular_values
+from sysred.impulse import impulse_norm
 from sysred.interop import from_control, to_control
 from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm
 from sysred.reductors import (
@@ -52,6 +54,7 @@ __all__ = [
     "modal_truncation",
     "ModalResult",
     "impulse_error",
+    "impulse_norm",
     "tail_bound",
     "from_control",
     "to_control",
