@@ -493,6 +493,7 @@ class DSS(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output_linear = nn.Linear(self.H, self.H)
         self._step_params = None
+        self._real_step_params = None
 
     @property
     def N(self) -> int:
@@ -519,12 +520,31 @@ class DSS(nn.Module):
         """Cache the discrete ``(a, b, c)`` for :meth:`step` (call again after any update).
 
         ``L`` is required for ``"softmax"`` (its kernel is normalised over the whole length).
+        Also caches their real and imaginary parts, in the layer's dtype, for the real step.
         """
         with torch.no_grad():
             self._step_params = tuple(t.detach() for t in self.kernel.discrete(L))
+            a, b, c = self._step_params  # (H N)
+            dtype = self.D.dtype
+            # real step (see step): S' = A_re * S + A_im * swap(S) + B u, y = sum(C * S') + D u
+            # on S = [Re s, Im s] (last axis, 2N); swap(S) = [Im s, Re s]
+            self._real_step_params = tuple(
+                t.to(dtype)
+                for t in (
+                    torch.cat([a.real, a.real], -1),  # (H 2N)
+                    torch.cat([-a.imag, a.imag], -1),  # (H 2N)
+                    torch.cat([b.real, b.imag], -1),  # (H 2N)
+                    torch.cat([c.real, -c.imag], -1),  # (H 2N)
+                )
+            )
 
-    def initial_state(self, batch_size: int) -> torch.Tensor:
-        """Zero state ``(B, H, N)`` complex: ``O(H N)`` memory per sequence."""
+    def initial_state(self, batch_size: int, real: bool = False) -> torch.Tensor:
+        """Zero state: ``(B, H, N)`` complex, or ``(B, H, 2N)`` real (``[Re s, Im s]``) for the
+        real-arithmetic step (``real=True``); ``O(H N)`` memory per sequence."""
+        if real:
+            return torch.zeros(
+                batch_size, self.H, 2 * self.N, dtype=self.D.dtype, device=self.D.device
+            )
         dtype = torch.complex128 if self.kernel.kernel_dtype == torch.float64 else torch.complex64
         return torch.zeros(batch_size, self.H, self.N, dtype=dtype, device=self.D.device)
 
@@ -532,24 +552,45 @@ class DSS(nn.Module):
         r"""Recurrent mode, one time step: :math:`s_t = a s_{t-1} + b u_t`,
         :math:`y_t = \mathrm{Re}\sum_n c_n s_{t,n} + D u_t`, then activation and output linear.
 
+        With a real state ``S = [Re s, Im s]`` ``(B, H, 2N)`` (from ``initial_state(B,
+        real=True)``) the same recurrence runs in real arithmetic, in the layer's dtype:
+        :math:`S_t = [\mathrm{Re}\,a, \mathrm{Re}\,a] \odot S_{t-1} + [-\mathrm{Im}\,a,
+        \mathrm{Im}\,a] \odot [\mathrm{Im}\,s, \mathrm{Re}\,s] + [\mathrm{Re}\,b,
+        \mathrm{Im}\,b]\, u_t` and :math:`y_t = \sum [\mathrm{Re}\,c, -\mathrm{Im}\,c]
+        \odot S_t + D u_t` - elementwise products and sums only, no complex tensor (exportable,
+        :mod:`s4dss.export`).
+
         Parameters
         ----------
         u : ``(B, H)`` input at time t.
-        state : ``(B, H, N)`` complex, from :meth:`initial_state` or the previous step.
+        state : ``(B, H, N)`` complex or ``(B, H, 2N)`` real, from :meth:`initial_state` or the
+            previous step.
 
         Returns
         -------
-        y : ``(B, H)``, new state ``(B, H, N)``.
+        y : ``(B, H)``, new state (same form as ``state``).
         """
         if self._step_params is None:
             raise RuntimeError("call setup_step() (or S4Model.setup_step()) before step()")
         self._check_input(u, 2, "u of shape (B, H)")
-        a, b, c = self._step_params  # (H N)
-        if state.shape != (u.shape[0], self.H, self.N):
+        real = not state.is_complex()
+        n = 2 * self.N if real else self.N
+        if state.shape != (u.shape[0], self.H, n):
             raise ValueError(
-                f"state must have shape (B, H, N) = {(u.shape[0], self.H, self.N)}, "
-                f"got {tuple(state.shape)}"
+                f"state must have shape (B, H, {'2N' if real else 'N'}) = "
+                f"{(u.shape[0], self.H, n)}, got {tuple(state.shape)}"
             )
-        state = a * state + b * u[..., None].to(a.dtype)  # (B H N)
-        y = (c * state).sum(-1).real.to(u.dtype) + self.D * u  # (B H)
+        if real:
+            y, state = self._step_real(u, state)  # (B H)
+        else:
+            a, b, c = self._step_params  # (H N)
+            state = a * state + b * u[..., None].to(a.dtype)  # (B H N)
+            y = (c * state).sum(-1).real.to(u.dtype) + self.D * u  # (B H)
         return self._mix(y), state  # (B H)
+
+    def _step_real(self, u: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SSM part of the real step (:meth:`step`): ``(B, H)``, ``(B, H, 2N)`` real."""
+        A_re, A_im, B, C = self._real_step_params  # (H 2N)
+        swapped = torch.cat([S[..., self.N :], S[..., : self.N]], -1)  # (B H 2N) [Im s, Re s]
+        S = A_re * S + A_im * swapped + B * u[..., None]  # (B H 2N)
+        return (C * S).sum(-1) + self.D * u, S  # (B H)
