@@ -118,10 +118,12 @@ class DSSKernel(nn.Module):
     lr : float
         Learning rate attached to the SSM parameters (their weight decay is 0).
     kernel_dtype : torch.dtype
-        Real dtype the kernel is computed in (``torch.float64`` by default): the phases
-        :math:`k \Delta\,\mathrm{Im}\lambda` reach ``1e3``-``1e4`` for long sequences, and in
-        float32 their rounding alone gives kernel errors ~1e-4, larger than the reduction errors
-        this package measures. The kernel is cast to the input's dtype before the convolution.
+        dtype of the kernel's matrix product and result (``torch.float64`` by default). The
+        phases :math:`k \Delta\,\mathrm{Im}\lambda` (up to ~1e5) are always formed in float64
+        (:func:`vandermonde`); float32 then gives kernels within ~3e-7 of :math:`\max|K|` of
+        the float64 ones, at about the same speed on a CPU (``benchmarks/s4dss_speed.py``). The
+        kernel is cast to the input's dtype before the convolution. The step mode's complex
+        state (:meth:`DSS.initial_state`) is complex64 with float32.
 
     Notes
     -----
