@@ -24,7 +24,12 @@ Both are one discrete-time diagonal system per channel (dt = one sequence index)
 :math:`b = (e^{x} - 1)/\lambda` and :math:`c = W` ("exp") or :math:`c = W / (e^{L x} - 1)`
 ("softmax"). :meth:`DSSKernel.discrete` returns ``(a, b, c)``; the step mode runs the recurrence
 :math:`s_t = a s_{t-1} + b u_t`, :math:`y_t = \mathrm{Re}\sum_n c_n s_{t,n} + D u_t`, which is
-the causal convolution :math:`y = K * u + D u` (``reference.md`` sections 1-2).
+the causal convolution :math:`y = K * u + D u` (``reference.md`` sections 1-2), in complex or in
+real arithmetic (state ``[Re s, Im s]``, exportable: :mod:`s4dss.export`).
+
+Speed: the kernel is one real matrix product of blocked powers (:func:`vandermonde`,
+``O(H N sqrt(L))`` exponentials instead of the ``O(H N L)`` of one ``exp`` per tap), with its
+gradient in closed form.
 
 Optimiser convention: the SSM parameters (``Lambda_*``, ``log_dt``, ``W``) live in
 :class:`DSSKernel`, whose ``optim`` dict (``lr`` 1e-3, ``weight_decay`` 0 by default) says how to
@@ -469,7 +474,8 @@ class DSS(nn.Module):
         Dropout after the activation.
 
     Shapes: :meth:`forward` maps ``(B, H, L) -> (B, H, L)``; :meth:`step` maps one time step
-    ``(B, H) -> (B, H)`` with a state ``(B, H, N)`` complex, after :meth:`setup_step`.
+    ``(B, H) -> (B, H)`` with a state ``(B, H, N)`` complex or ``(B, H, 2N)`` real (real
+    arithmetic), after :meth:`setup_step`.
     """
 
     def __init__(
