@@ -197,9 +197,7 @@ def _norm_sq(G: DiagonalStateSpace, L: int, real: bool, rtol: float) -> np.ndarr
     with np.errstate(divide="ignore"):
         la = np.log(a)  # (b n) only used near z = 1, where a != 0
     if _impulse_kernel.available():
-        energy, close = _impulse_kernel.energies(a, aJ, B, C, real, NEAR_ONE)  # (b)
-        if np.any(close):  # products of poles near 1: the numpy form (expm1 there)
-            energy[close] = _energy(a[close], aJ[close], la[close], B[close], C[close], J, real)
+        energy = _impulse_kernel.energies(a, aJ, la, B, C, J, real, NEAR_ONE)  # (b)
     else:
         energy = _energy(a, aJ, la, B, C, J, real)  # (b)
     value = value + energy
