@@ -362,6 +362,11 @@ class _Vandermonde(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, G):
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative would be wrong
+            raise RuntimeError(
+                "the DSS kernel's closed-form gradient is not differentiable again "
+                "(create_graph=True / double backward through s4dss.dss.vandermonde)"
+            )
         coef, V, Er, Ei, shift = ctx.saved_tensors
         blocks = ctx.blocks
         N = coef.shape[-1]
@@ -412,7 +417,8 @@ def vandermonde(
     :math:`L\,\mathrm{Im}\,x` reaches 1e5) and one real batched matrix product
     ``(H, L/b, 2N) @ (H, 2N, b)`` in ``dtype``. The last block starts at ``L - b`` (it overlaps
     the one before), so no power beyond ``L - 1`` is ever formed. Differentiable in ``coef``
-    and ``x``, with the gradient in closed form (:class:`_Vandermonde`).
+    and ``x``, with the gradient in closed form (:class:`_Vandermonde`; first derivatives
+    only: ``create_graph=True`` raises).
 
     Parameters
     ----------

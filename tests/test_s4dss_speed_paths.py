@@ -183,3 +183,10 @@ def test_real_step_rejects_a_wrong_state():
     layer.setup_step()
     with pytest.raises(ValueError, match=r"\(B, H, 2N\) = \(2, 3, 8\)"):
         layer.step(torch.randn(2, 3), torch.zeros(2, 3, 4))
+
+
+def test_blocked_kernel_refuses_second_derivatives():
+    # the closed-form backward is not differentiable again: say so instead of a wrong Hessian
+    k = DSSKernel(H=2, N=3)
+    with pytest.raises(RuntimeError, match="not differentiable again"):
+        torch.autograd.grad(k(16).sum(), k.log_dt, create_graph=True)
