@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sysred._parallel import map_batch
 from sysred.errors import NonFiniteError, ShapeError, SysredError
 
 __all__ = ["StateSpace", "DiagonalStateSpace", "diagonalize", "realify", "real_part"]
@@ -385,13 +386,20 @@ def diagonalize(sys) -> tuple[DiagonalStateSpace, np.ndarray]:
     """
     if isinstance(sys, DiagonalStateSpace):
         return sys, np.ones(sys.batch_shape)
+    if sys.batch_shape and sys.n > 0:  # batch chunks on sysred's worker threads (eig frees the GIL)
+        poles, B, C, cond = map_batch(_modal_form, sys)
+    else:
+        poles, B, C, cond = _modal_form(sys)
+    return DiagonalStateSpace(poles, B, C, sys.D, sys.dt), cond
+
+
+def _modal_form(sys):
+    """``(poles, V^{-1} B, C V, cond(V))`` of a (flat batch of) dense system(s)."""
     poles, V = np.linalg.eig(sys.A)  # (..., n), (..., n, n)
     cond = np.linalg.cond(V)
     if not np.all(np.isfinite(cond)):
         raise SysredError("A is not diagonalisable (singular eigenvector matrix)")
-    B = np.linalg.solve(V, sys.B)  # (..., n, m)
-    C = sys.C @ V  # (..., p, n)
-    return DiagonalStateSpace(poles, B, C, sys.D, sys.dt), cond
+    return poles, np.linalg.solve(V, sys.B), sys.C @ V, cond  # (..., n), (..., n, m), (..., p, n)
 
 
 def realify(sys) -> StateSpace:
