@@ -25,6 +25,18 @@ class OrderError(SysredError):
     """A requested reduced order is out of range or numerically meaningless."""
 
 
+class OptionError(SysredError):
+    """An option (``tol``, ``method``, ``backend``, ``workers``, ...) has an invalid value."""
+
+
+class IllConditionedError(SysredError):
+    """A result would be dominated by rounding errors (e.g. a near-defective eigenbasis)."""
+
+
+class IllConditionedWarning(UserWarning):
+    """A result may have lost many digits to an ill-conditioned step (e.g. an eigenbasis)."""
+
+
 class HSVTieError(OrderError):
     """The requested order splits a group of (numerically) equal Hankel singular values."""
 
