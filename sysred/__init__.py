@@ -16,7 +16,11 @@ Layout (models / algorithms / reductors, as in pyMOR):
 from sysred.errors import (
     HSVTieError,
     HSVTieWarning,
+    IllConditionedError,
+    IllConditionedWarning,
     NonFiniteError,
+    NotASystemError,
+    OptionError,
     OrderError,
     RankDeficientWarning,
     ShapeError,
@@ -68,5 +72,9 @@ __all__ = [
     "HSVTieError",
     "HSVTieWarning",
     "RankDeficientWarning",
+    "NotASystemError",
+    "OptionError",
+    "IllConditionedError",
+    "IllConditionedWarning",
 ]
 __version__ = "0.1.0"

@@ -9,6 +9,10 @@ class SysredError(ValueError):
     """Base class of every error sysred raises on bad input."""
 
 
+class NotASystemError(SysredError):
+    """Something other than a sysred system was passed where a system is needed."""
+
+
 class ShapeError(SysredError):
     """Matrices whose shapes do not make a state-space system (or batches that do not broadcast)."""
 

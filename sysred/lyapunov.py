@@ -112,6 +112,9 @@ def hammarling_factor(A, G, discrete=False):
         an orthogonal compression of ``[Re(Z U), Im(Z U)]``), complex otherwise.
     """
     real = not (np.iscomplexobj(A) or np.iscomplexobj(G))
+    n = A.shape[0]
+    if n == 0 or G.shape[1] == 0:  # no states, or a zero right-hand side: X = 0
+        return np.zeros((n, n), dtype=float if real else complex)
     T, Z = sla.schur(np.asarray(A, dtype=complex), output="complex")
     Gt = _compress_columns(Z.conj().T @ G)
     F = Z @ _hammarling_triangular(T, Gt, discrete)
@@ -227,6 +230,10 @@ def cauchy_factor(
     x = np.asarray(x, dtype=complex)
     G = np.asarray(G, dtype=complex)
     n = x.shape[-1]
+    if n == 0 or G.shape[-1] == 0:  # no states, or a zero right-hand side: X = 0
+        batch = np.broadcast_shapes(x.shape[:-1], G.shape[:-2])
+        F = np.zeros(batch + (n, n), dtype=complex)
+        return (F, np.zeros(batch)) if return_tail else F
     if weights is not None:
         if rank_tol is None:
             raise ValueError("weights only act together with rank_tol")

@@ -124,7 +124,7 @@ def _hinf_one(parts, D, discrete, tol):
     eb = max(_exponent(B) for _, B, _ in balanced) - ea
     ec = max(_exponent(C) for _, _, C in balanced)
     ed = eb + ec
-    if _exponent(D) - ed > 900:  # the dynamics are below D's rounding: the norm is ||D||
+    if np.any(D != 0) and _exponent(D) - ed > 900:  # dynamics far below D's rounding: ||D||
         e = _exponent(D)
         g = np.ldexp(float(np.linalg.norm(_ldexp(D, -e), 2)), e)
         return float(g), (0.0 if discrete else np.inf)

@@ -7,10 +7,12 @@ near-boundary poles (discrete time: near z = +1 and z = -1 as well). :func:`chec
 reduces it by sysred's balanced truncation at a random admissible order r and checks:
 
 * ``stable``  -- the reduced model is asymptotically stable;
-* ``lower``   -- ``sigma_{r+1} <= ||G - G_r||_inf`` (+ ``10 n eps ||G||``);
-* ``upper``   -- ``||G - G_r||_inf <= bound + 10 n eps ||G||``, or ``<= 2x`` the error of
-  SLICOT ``AB09AD``'s reduced model at the same order (the best of square-root and
-  balancing-free, with and without scaling: the strongest form of that anchor);
+* ``lower``   -- ``sigma_{r+1} <= ||G - G_r||_inf + 10 n eps ||G|| + noise``;
+* ``upper``   -- ``||G - G_r||_inf <= bound + 10 n eps ||G||`` (the issue's criterion), or
+  ``<= 2x`` the error of SLICOT ``AB09AD``'s reduced model at the same order (the best of
+  square-root and balancing-free, with and without scaling: the strongest form of that
+  anchor), or ``<= bound + 10 n eps ||G|| + noise``. Which alternative held is recorded
+  (``upper_by``) and counted in the report;
 * ``cert``    -- both returned H-infinity norms (``||G||`` and ``||G - G_r||``) are attained at
   the returned frequency (sigma_max there, evaluated independently, equals the norm) and no
   frequency on a grid through the poles' resonances exceeds them, to ``1e-9`` relative plus
@@ -18,10 +20,17 @@ reduces it by sysred's balanced truncation at a random admissible order r and ch
   ``eps S`` the amount by which one-ulp perturbations of the data move the value; for an
   error system about the size of its parts, ``||G||``, and more next to a lightly damped
   pole of a non-normal ``A``);
-* ``hsv``, ``ab13dd`` (every ``oracle_every``-th system) -- the HSVs against ``AB09AD``'s and
-  ``||G||`` against ``AB13DD``'s within the same tolerance, unless ``AB13DD``'s value is shown
-  wrong by a certificate (ours attained and larger, or its own frequency not attaining it);
+* ``hsv``, ``ab13dd`` (every ``oracle_every``-th system) -- the HSVs against ``AB09AD``'s
+  within ``10 n eps sigma_1 + 2 noise``, and ``||G||`` against ``AB13DD``'s within the
+  certificate's tolerance, unless ``AB13DD``'s value is shown wrong by a certificate (ours
+  attained and larger, or its own frequency not attaining it);
 * ``error``   -- sysred raised on a valid stable system.
+
+``noise = 10 eps max_w S(w)`` (:func:`sensitivity`) is how far one-ulp perturbations of the
+data can move ``G`` at any frequency: every backward-stable algorithm (``AB09AD`` included)
+computes balanced truncation and HSVs of some system that close to ``G``, so no double
+precision result can be held to less. For well-conditioned systems it is ``~10 eps ||G||``;
+with eigenvector conditioning 1e4 and lightly damped poles it reaches ``1e-6 ||G||`` and more.
 
 Complex systems go to SLICOT through :func:`sysred.realify` (order 2n, every HSV twice).
 Used by ``tests/test_sysred_property_check.py`` (slow) and ``benchmarks/sysred_properties.py``.
@@ -48,8 +57,6 @@ CHECKS = ("stable", "lower", "upper", "cert", "hsv", "ab13dd", "error")
 EPS = np.finfo(float).eps
 #: Relative agreement demanded of a certificate and against AB13DD.
 NORM_RTOL = 1e-9
-#: HSVs against AB09AD's: absolute, relative to sigma_1.
-HSV_ATOL = 1e-9
 
 
 # ----------------------------------------------------------------------------- systems
@@ -229,6 +236,17 @@ def _grid(G):
     mags = np.abs(poles[poles != 0]) if np.any(poles != 0) else np.ones(1)
     logs = np.logspace(np.log10(mags.min()) - 2, np.log10(mags.max()) + 2, 48)
     return np.concatenate([poles.imag, logs, -logs, [0.0]])
+
+
+def sensitivity(G):
+    """``max_w S(w)`` over :func:`_grid` (:func:`response`): how far one-ulp relative
+    perturbations of the data can move ``G`` anywhere (to first order). A backward-stable
+    algorithm computes its answer for some such nearby system: balanced truncation's
+    ``G_r`` is then within ``bound + eps S`` of ``G``, and every HSV within ``eps S`` of the
+    exact one (HSVs are Lipschitz in the Hankel, hence the H-infinity, norm). Well-conditioned
+    systems have ``S`` of the order of ``||G||``; near lightly damped poles of a non-normal
+    ``A`` it can be many orders larger."""
+    return float(np.max(response([G], _grid(G))[1]))
 
 
 def tolerance(norm, sens, rtol=NORM_RTOL):
@@ -425,9 +443,11 @@ def check_system(seed, oracle_every=10):
         err, efreq = sysred.hinf_norm(G, Gr, return_frequency=True)
         rec.update(norm=gnorm, err=err, bound=float(res.bound))
         slack = 10 * G.n * EPS * gnorm
+        noise = 10 * EPS * sensitivity(G)  # what one-ulp changes of the data can move
+        rec["noise"] = noise
         sigma_next = hsv[r] if r < G.n else 0.0
-        if sigma_next > err + slack:
-            fail("lower", f"sigma_r+1 = {sigma_next:.6g} > error {err:.6g}")
+        if sigma_next > err + slack + noise:
+            fail("lower", f"sigma_r+1 = {sigma_next:.6g} > error {err:.6g} + {slack + noise:.2g}")
         why = certify([G], gnorm, gfreq)
         if why is None:
             why = certify([G, Gr], err, efreq)
@@ -436,13 +456,17 @@ def check_system(seed, oracle_every=10):
         oracles = slicot_oracles(G, r) if rec["oracle"] or err > res.bound + slack else None
         if oracles is not None:
             rec["ab09ad_err"] = oracles[0]
-        if err > res.bound + slack:
+        if err > res.bound + slack:  # the literal criterion fails: which alternative holds?
             ref = oracles[0]
-            if not err <= 2 * ref:
+            if err <= 2 * ref:
+                rec["upper_by"] = "ab09ad"
+            elif err <= res.bound + slack + noise:
+                rec["upper_by"] = "noise"
+            else:
                 fail(
                     "upper",
-                    f"error {err:.6g} > bound {res.bound:.6g} + {slack:.2g} and > 2x AB09AD "
-                    f"{ref:.6g} (||G|| = {gnorm:.6g}, r = {r})",
+                    f"error {err:.6g} > bound {res.bound:.6g} + {slack:.2g} + {noise:.2g} and > "
+                    f"2x AB09AD {ref:.6g} (||G|| = {gnorm:.6g}, r = {r})",
                 )
         if rec["oracle"]:
             _compare_oracles(G, hsv, gnorm, gfreq, oracles, rec, fail)
@@ -459,8 +483,9 @@ def _compare_oracles(G, hsv, gnorm, gfreq, oracles, rec, fail):
         k = min(len(ours), len(ref_hsv))
         dev = np.max(np.abs(ours[:k] - ref_hsv[:k])) / hsv[0]
         rec["hsv_dev"] = dev
-        if dev > HSV_ATOL:
-            fail("hsv", f"max |HSV - AB09AD| = {dev:.2g} sigma_1")
+        allowed = 10 * G.n * EPS + 2 * rec["noise"] / hsv[0]  # both are off by up to noise
+        if dev > allowed:
+            fail("hsv", f"max |HSV - AB09AD| = {dev:.2g} sigma_1 > {allowed:.2g} sigma_1")
     if got is None:
         fail("ab13dd", "AB13DD failed")
         return
@@ -483,16 +508,20 @@ def _compare_oracles(G, hsv, gnorm, gfreq, oracles, rec, fail):
 
 
 def summarize(records):
-    """The table: per kind, systems checked and violations per check (and in total)."""
+    """The table: per kind, systems checked and violations per check (and in total), then how
+    often the upper bound needed its alternatives (``by AB09AD``: within 2x AB09AD's error;
+    ``by noise``: within the data's rounding sensitivity)."""
     lines = []
     head = f"{'kind':18} {'systems':>7} {'reduced':>7} " + " ".join(f"{c:>6}" for c in CHECKS)
-    lines.append(head + f" {'viol.':>6}")
+    lines.append(head + f" {'viol.':>6} {'by AB09AD':>9} {'by noise':>8}")
     groups = list(KINDS) + ["all"]
     for kind in groups:
         rs = [r for r in records if kind == "all" or r["kind"] == kind]
         counts = [sum(c in r["violations"] for r in rs) for c in CHECKS]
         bad = sum(bool(r["violations"]) for r in rs)
         reduced = sum(r.get("r") is not None for r in rs)
+        by_ab = sum(r.get("upper_by") == "ab09ad" for r in rs)
+        by_noise = sum(r.get("upper_by") == "noise" for r in rs)
         row = f"{kind:18} {len(rs):7d} {reduced:7d} " + " ".join(f"{c:6d}" for c in counts)
-        lines.append(row + f" {bad:6d}")
+        lines.append(row + f" {bad:6d} {by_ab:9d} {by_noise:8d}")
     return "\n".join(lines)
