@@ -51,3 +51,7 @@ class HSVTieWarning(UserWarning):
 
 class RankDeficientWarning(UserWarning):
     """The reduced order keeps Hankel singular values at round-off level (``strict=False``)."""
+
+
+class BackendWarning(UserWarning):
+    """A requested backend's result failed sysred's check; sysred's own algorithm was used."""

@@ -33,7 +33,7 @@ import scipy.linalg as sla
 
 from sysred import _cauchy_kernel
 
-__all__ = ["hammarling_factor", "cauchy_factor", "slycot_factor"]
+__all__ = ["hammarling_factor", "cauchy_factor", "slycot_factor", "factor_residual"]
 
 
 def _compress_columns(G):
@@ -129,10 +129,14 @@ def slycot_factor(A, G, discrete=False):
 
     ``SB03OD`` with ``trans='T'`` solves ``A X + X A^T = -scale^2 G G^T`` (ct) or
     ``A X A^T - X = -scale^2 G G^T`` (dt) for an upper-triangular ``U`` with ``X = U U^T``.
+    Check the result with :func:`factor_residual` (the caller does).
     """
     from slycot import sb03od
 
     A = np.asarray(A, dtype=float)
+    n = A.shape[0]
+    if n == 0 or G.shape[1] == 0:
+        return np.zeros((n, n))
     G = _compress_columns(np.asarray(G, dtype=float))
     n, m = G.shape
     B = np.zeros((max(n, m), max(n, m)))
@@ -149,6 +153,22 @@ def slycot_factor(A, G, discrete=False):
         trans="T",
     )
     return np.triu(U[:n, :n]) / scale
+
+
+def factor_residual(A, G, F, discrete=False):
+    """Relative residual of ``X = F F^H`` in ``A X + X A^H + G G^H = 0`` (ct) or
+    ``A X A^H - X + G G^H = 0`` (dt): ``||residual||_F`` over the sum of the terms' norms
+    (``2 ||A F|| ||F|| + ||G||^2``, resp. ``||A F||^2 + ||F||^2 + ||G||^2``), O(n^3)."""
+    AF = A @ F
+    GG = G @ G.conj().T
+    if discrete:
+        res = AF @ AF.conj().T - F @ F.conj().T + GG
+        scale = np.linalg.norm(AF) ** 2 + np.linalg.norm(F) ** 2 + np.linalg.norm(G) ** 2
+    else:
+        AX = AF @ F.conj().T
+        res = AX + AX.conj().T + GG
+        scale = 2 * np.linalg.norm(AF) * np.linalg.norm(F) + np.linalg.norm(G) ** 2
+    return float(np.linalg.norm(res) / scale) if scale > 0 else 0.0
 
 
 def geometric_sum(z, length):

@@ -9,7 +9,7 @@ from sysred._checks import require_stable, require_system
 from sysred._levelset import hinf_levelset
 from sysred._parallel import one_blas_thread
 from sysred.errors import OptionError, ShapeError, SysredError
-from sysred.gramians import gramian_factors
+from sysred.gramians import factors_with_tails, io_scaled
 from sysred.systems import StateSpace
 
 __all__ = ["hinf_norm", "h2_norm", "difference", "bilinear_to_continuous"]
@@ -34,7 +34,8 @@ def difference(G1, G2) -> StateSpace:
 
 def _flat_batch(X, shape):
     """``X`` (..., a, b) broadcast to ``shape`` and flattened to (prod(shape), a, b)."""
-    return np.broadcast_to(X, shape + X.shape[-2:]).reshape((-1,) + X.shape[-2:])
+    b = int(np.prod(shape, dtype=int))
+    return np.broadcast_to(X, shape + X.shape[-2:]).reshape((b,) + X.shape[-2:])
 
 
 def _compatible(G1, G2):
@@ -202,13 +203,7 @@ def hinf_norm(sys, other=None, tol=1e-10, return_frequency=False):
     dense = [S.to_dense() for S in systems]
     shape = np.broadcast_shapes(*(S.batch_shape for S in dense))
     disc = dense[0].is_discrete
-    flat = [
-        [
-            np.broadcast_to(X, shape + X.shape[-2:]).reshape((-1,) + X.shape[-2:])
-            for X in S._arrays()
-        ]
-        for S in dense
-    ]  # per system: A, B, C, D, each (batch, ., .)
+    flat = [[_flat_batch(X, shape) for X in S._arrays()] for S in dense]  # [[A, B, C, D]]
     norms, freqs = [], []
     for k in range(int(np.prod(shape, dtype=int))):
         signs = (1.0, -1.0)[: len(flat)]
@@ -225,6 +220,12 @@ def hinf_norm(sys, other=None, tol=1e-10, return_frequency=False):
     return (norms, freqs) if return_frequency else norms
 
 
+def _fro(X):
+    """Frobenius norm over the last two axes, without overflow for huge entries."""
+    e = np.frexp(np.max(np.abs(X), axis=(-2, -1), initial=0.0))[1]
+    return np.ldexp(np.linalg.norm(_ldexp(X, -e[..., None, None]), axis=(-2, -1)), e)
+
+
 def h2_norm(sys, backend="auto"):
     """H2 norm: ``sqrt(trace(C P C^H))`` (ct, needs ``D = 0``), ``sqrt(||D||_F^2 +
     trace(C P C^H))`` (dt, the l2 norm of the impulse response ``h_0 = D, h_k = C A^{k-1} B``).
@@ -237,9 +238,11 @@ def h2_norm(sys, backend="auto"):
     require_stable(sys, "h2_norm")
     if not sys.is_discrete and np.any(sys.D != 0):
         raise SysredError("continuous-time H2 norm is infinite for a nonzero feed-through D")
-    R, _, _ = gramian_factors(sys, backend)
-    sq = np.sum(np.abs(sys.C @ R) ** 2, axis=(-2, -1))
+    # C P C^H with P = R R^H, from B / 2^eb and C / 2^ec (exact; no overflow in the squares)
+    scaled, eb, ec = io_scaled(sys)
+    R, _, _, _, _ = factors_with_tails(scaled, backend)
+    dyn = np.ldexp(np.linalg.norm(scaled.C @ R, axis=(-2, -1)), eb + ec)  # (...)
+    out = dyn
     if sys.is_discrete:
-        sq = sq + np.sum(np.abs(sys.D) ** 2, axis=(-2, -1))
-    out = np.sqrt(sq)
+        out = np.hypot(dyn, _fro(sys.D))
     return float(out) if not sys.batch_shape else out
