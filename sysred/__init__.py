@@ -14,6 +14,7 @@ Layout (models / algorithms / reductors, as in pyMOR):
 """
 
 from sysred.errors import (
+    BackendWarning,
     HSVTieError,
     HSVTieWarning,
     IllConditionedError,
@@ -76,5 +77,6 @@ __all__ = [
     "OptionError",
     "IllConditionedError",
     "IllConditionedWarning",
+    "BackendWarning",
 ]
 __version__ = "0.1.0"

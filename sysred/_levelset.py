@@ -55,10 +55,27 @@ EPS = np.finfo(float).eps
 #: Eigenvalues this close (relative) to the axis / circle always count as crossings.
 AXIS_RTOL = 1e-6
 MAX_ITER = 60
-#: Evaluations whose rounding estimate exceeds this (relative) are redone with refinement.
-REFINE_RTOL = 1e-12
+#: Evaluations whose rounding estimate exceeds this fraction of ``tol`` (relative) are redone
+#: with iterative refinement.
+REFINE_FRACTION = 0.1
 #: Starting frequencies refined by local maximisation (the best local maxima of the grid).
 N_POLISH = 3
+
+
+#: LAPACK ztrtrs (upper triangular solve), called directly: scipy's wrapper costs more than
+#: the solve itself for the small systems evaluated here thousands of times.
+_trtrs = sla.get_lapack_funcs("trtrs", dtype=complex)
+
+
+def _fro(X):
+    return float(np.sqrt(np.sum(X.real**2 + X.imag**2)))
+
+
+def _norm2(H):
+    """Largest singular value of a small matrix (a row or column: its Euclidean norm)."""
+    if min(H.shape) <= 1:
+        return _fro(H)
+    return float(np.linalg.svd(H, compute_uv=False)[0])
 
 
 class Response:
@@ -79,12 +96,15 @@ class Response:
     noise never steer it.
     """
 
-    def __init__(self, parts, D, discrete):
+    def __init__(self, parts, D, discrete, tol=1e-10):
         self.parts, self.D, self.discrete = parts, D, discrete
+        self.refine_rtol = REFINE_FRACTION * max(tol, EPS)
         self.schur = []
         for A, B, C in parts:
             T, Z = sla.schur(A.astype(complex), output="complex")
-            self.schur.append((T, Z.conj().T @ B, C @ Z, np.linalg.norm(T)))
+            Bz, Cz = Z.conj().T @ B, C @ Z
+            norms = (np.linalg.norm(T), np.linalg.norm(Bz), np.linalg.norm(Cz))
+            self.schur.append((T, Bz, Cz, norms))
         self.d_norm = float(np.linalg.norm(D, 2)) if D.size else 0.0
         self.empty = not parts or D.size == 0
         self.ulp = EPS
@@ -101,7 +121,7 @@ class Response:
         for k in np.argsort(-(sig + err)):
             if sig[k] + err[k] <= best:
                 break
-            if err[k] > REFINE_RTOL * sig[k]:
+            if err[k] > self.refine_rtol * sig[k]:
                 s2, e2 = self._extended(ws[k], got[k][2])
                 if e2 < err[k]:
                     out[k] = s2 - e2
@@ -113,9 +133,9 @@ class Response:
 
     def value(self, w):
         """``(sigma, err)``: in double precision, or, when that leaves ``err`` above
-        ``REFINE_RTOL sigma``, with iterative refinement if that does better."""
+        ``0.1 tol sigma``, with iterative refinement if that does better."""
         sigma, err, S = self._double(w)
-        if err > REFINE_RTOL * sigma:
+        if err > self.refine_rtol * sigma:
             sigma2, err2 = self._extended(w, S)
             if err2 < err:
                 return sigma2, err2
@@ -127,15 +147,15 @@ class Response:
         s = self._point(w)
         H = self.D.astype(complex)
         S = self.d_norm
-        for T, B, C, t_norm in self.schur:
+        for T, B, C, (t_norm, b_norm, c_norm) in self.schur:
             M = -T
             M[np.diag_indices(T.shape[0])] += s
-            X = sla.solve_triangular(M, B, check_finite=False)
-            Y = sla.solve_triangular(M, C.conj().T, trans="C", check_finite=False)  # (C M^-1)^H
+            X = _trtrs(M, B, trans=0)[0]
+            Y = _trtrs(M, C.conj().T, trans=2)[0]  # (C M^-1)^H
             H = H + C @ X
-            nx, ny = np.linalg.norm(X), np.linalg.norm(Y)
-            S += np.linalg.norm(C) * nx + ny * np.linalg.norm(B) + ny * t_norm * nx
-        return float(np.linalg.norm(H, 2)), EPS * S, S
+            nx, ny = _fro(X), _fro(Y)
+            S += c_norm * nx + ny * b_norm + ny * t_norm * nx
+        return _norm2(H), EPS * S, S
 
     def _extended(self, w, S):
         """Solves in each part's own coordinates refined twice with residuals in
@@ -159,8 +179,8 @@ class Response:
                 dX = sla.lu_solve(lu, R.astype(complex), check_finite=False)
                 X = X + dX.astype(ext)
             H = H + C.astype(ext) @ X
-            err += float(np.linalg.norm(C) * np.linalg.norm(dX))
-        return float(np.linalg.norm(H.astype(complex), 2)), err
+            err += float(np.linalg.norm(C) * _fro(dX))
+        return _norm2(H.astype(complex)), err
 
     def credible(self, w, floor=-np.inf):
         return float(self([w], floor)[0])
@@ -238,21 +258,22 @@ def _between(w, discrete):
 
 def _polish(f, w, width, discrete, floor=-np.inf):
     """Local maximisation of ``sigma_max - err`` on ``[w - width, w + width]`` (bounded
-    Brent); returns the frequency and that value (refined evaluations only where they could
-    beat ``floor``)."""
+    Brent on double-precision values); returns the frequency and the value there (refined
+    if that could beat ``floor``)."""
     if not np.isfinite(w) or not width > 0:
         return w, f.credible(w, floor)
     res = minimize_scalar(
-        lambda t: -f.credible(t, floor),
+        lambda t: -f.credible(t, np.inf),  # floor inf: no refinement inside the search
         bounds=(w - width, w + width),
         method="bounded",
-        options={"xatol": 1e-13 * max(1.0, abs(w)), "maxiter": 80},
+        # the value is flat at the peak: a location error of 1e-8 * width costs ~1e-16 in it
+        options={"xatol": 1e-8 * width, "maxiter": 80},
     )
     x = float(res.x)
     if discrete:
         x = float(np.angle(np.exp(1j * x)))
         x = np.pi if x <= -np.pi else x  # (-pi, pi]
-    return x, -float(res.fun)
+    return x, f.credible(x, floor)
 
 
 def _neighbour_gap(points, w):
@@ -274,7 +295,7 @@ def start_frequencies(A, discrete):
 def hinf_levelset(parts, D, discrete, tol):
     """``(norm, frequency)`` of ``G = D + sum of the parts`` (stable): ct ``w`` (``inf`` for
     the peak at infinity), dt ``theta`` in ``(-pi, pi]``. See the module docstring."""
-    f = Response(parts, D, discrete)
+    f = Response(parts, D, discrete, tol)
     if f.empty:
         return f.d_norm, (0.0 if discrete or not parts else np.inf)
     A = sla.block_diag(*[P[0] for P in parts])

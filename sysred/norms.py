@@ -70,14 +70,20 @@ def bilinear_to_continuous(sys) -> StateSpace:
     ``w = tan(theta / 2)``. Stability, the H-infinity norm and the Hankel singular values are
     preserved. Needs ``-1`` not to be a pole.
     """
-    sys = sys.to_dense()
+    sys = require_system(sys).to_dense()
     if not sys.is_discrete:
         raise SysredError("bilinear_to_continuous expects a discrete-time system")
     eye = np.eye(sys.n)
     ApI = sys.A + eye
-    X = np.linalg.solve(ApI, np.concatenate([sys.A - eye, sys.B], axis=-1))  # (..., n, n+m)
+    try:
+        X = np.linalg.solve(ApI, np.concatenate([sys.A - eye, sys.B], axis=-1))  # (..., n, n+m)
+        CAi = np.linalg.solve(ApI.swapaxes(-1, -2), sys.C.swapaxes(-1, -2)).swapaxes(-1, -2)
+    except np.linalg.LinAlgError:
+        raise SysredError(
+            "bilinear_to_continuous: z = -1 is a pole (A + I is singular), which the map sends "
+            "to s = infinity; sysred.hinf_norm needs no such map"
+        ) from None
     Ac, AiB = X[..., :, : sys.n], X[..., :, sys.n :]
-    CAi = np.linalg.solve(ApI.swapaxes(-1, -2), sys.C.swapaxes(-1, -2)).swapaxes(-1, -2)
     r2 = np.sqrt(2.0)
     return StateSpace(Ac, r2 * AiB, r2 * CAi, sys.D - sys.C @ AiB, None)
 

@@ -16,6 +16,8 @@ from sysred.errors import (
     OptionError,
     OrderError,
     RankDeficientWarning,
+    ShapeError,
+    SysredError,
 )
 from sysred.gramians import factors_with_tails, gramian_traces, io_scaled
 from sysred.precise import check_accuracy, precise_factors_and_svd
@@ -628,7 +630,24 @@ def impulse_error(G1, G2, length, chunk=128):
     """``||h1 - h2||_2`` over the samples ``h_0 .. h_{length-1}`` (discrete time), shape (...).
 
     Computed in chunks of samples, so memory stays O(batch * chunk * n).
+
+    Raises
+    ------
+    ShapeError, SysredError
+        Systems that differ in inputs, outputs or sample time, or a continuous-time system.
+    OrderError
+        ``length`` is not a positive integer.
     """
+    for G in (G1, G2):
+        if not require_system(G).is_discrete:
+            raise SysredError("impulse_error compares discrete-time impulse responses")
+    if (G1.m, G1.p, G1.dt) != (G2.m, G2.p, G2.dt):
+        raise ShapeError(
+            f"impulse_error needs systems with equal (m, p, dt): {(G1.m, G1.p, G1.dt)} vs "
+            f"{(G2.m, G2.p, G2.dt)}"
+        )
+    if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 1:
+        raise OrderError(f"length must be a positive integer (samples), got {length!r}")
     total = 0.0
     states = [_impulse_state(G) for G in (G1, G2)]
     for start in range(0, length, chunk):
