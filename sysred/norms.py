@@ -158,8 +158,14 @@ def hinf_norm(sys, other=None, tol=1e-10, return_frequency=False):
       circle) within each eigenvalue's rounding uncertainty (the upper bound
       ``||G||_inf < (1 + 2 tol) g``).
 
-    Both hold up to the rounding errors of evaluating ``G``: about ``eps`` times the size of
-    the parts for an error system ``sys - other``. For complex systems the supremum is over
+    Both hold up to the rounding error of evaluating ``G``, which no double-precision method
+    avoids: ``eps S`` with ``S = ||D|| + ||C|| ||X|| + ||Y|| ||B|| + ||Y|| ||A|| ||X||``,
+    ``X = (sI - A)^{-1} B``, ``Y = C (sI - A)^{-1}``, the first-order effect of one-ulp changes
+    of the data (``~eps ||G||`` for a well-conditioned system; the size of the parts for an
+    error system ``sys - other``, whose parts are evaluated apart; more next to a lightly
+    damped pole of a non-normal ``A``). Evaluations where that matters are refined in extended
+    precision, and the search maximises ``sigma_max - eps S``, so that rounding noise never
+    passes for a peak (see :mod:`sysred._levelset`). For complex systems the supremum is over
     *all* real frequencies (all of ``(-pi, pi]`` in discrete time). Data of any finite
     magnitude work: the system is scaled by exact powers of two first.
 

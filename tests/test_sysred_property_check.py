@@ -19,6 +19,7 @@ from _properties import check_system
 CHUNKS = 10
 PER_CHUNK = 500
 WORKERS = 2
+TIMEOUT = 900  # seconds for one system (measured: a few seconds at most)
 
 
 @pytest.mark.slow
@@ -26,7 +27,9 @@ WORKERS = 2
 def test_property_check(chunk):
     seeds = range(chunk * PER_CHUNK, (chunk + 1) * PER_CHUNK)
     with mp.get_context("fork").Pool(WORKERS, maxtasksperchild=100) as pool:
-        records = pool.map(check_system, seeds, chunksize=4)
+        it = pool.imap(check_system, seeds, chunksize=4)
+        # a worker that dies loses its task and would hang the pool: fail instead
+        records = [it.next(timeout=TIMEOUT) for _ in seeds]
     assert len(records) == PER_CHUNK
     reduced = sum(r.get("r") is not None for r in records)
     assert reduced >= 0.9 * PER_CHUNK  # the check ran on (almost) every system
