@@ -40,7 +40,7 @@ def run(seeds, workers, desc="systems"):
         it = map(_properties.check_system, seeds)
         return list(tqdm(it, total=len(seeds), desc=desc, mininterval=5))
     with mp.get_context("fork").Pool(workers, maxtasksperchild=200) as pool:
-        it = pool.imap(_properties.check_system, seeds, chunksize=4)
+        it = pool.imap(_properties.check_system, seeds)  # chunksize 1: next(timeout) works
         # a worker that dies loses its task and would hang the pool: time out instead
         out = (it.next(timeout=900) for _ in seeds)
         return list(tqdm(out, total=len(seeds), desc=desc, mininterval=5))

@@ -71,6 +71,13 @@ def _dense_path(sys, backend):
     return "slycot"
 
 
+def _pad_to(sv, n):
+    """The first ``n`` singular values, zero-padded if there are fewer."""
+    if sv.shape[-1] >= n:
+        return sv[..., :n]
+    return np.concatenate([sv, np.zeros(sv.shape[:-1] + (n - sv.shape[-1],))], axis=-1)
+
+
 def _require_horizon_ok(sys, horizon):
     require_system(sys)
     if not sys.is_discrete:
@@ -110,7 +117,10 @@ def gramian_factors(sys, backend="auto", horizon=None, rank_tol=None):
     Returns
     -------
     R, S : ndarray, shape (..., n, kR) and (..., n, kS)
-        ``kR = kS = n`` unless ``rank_tol`` truncates. Real for real systems.
+        ``kR = kS = n`` unless ``rank_tol`` truncates, except for diagonal systems with
+        ``m > 1`` inputs (``p > 1`` outputs) and no ``rank_tol``/``horizon``: then
+        ``kR = n m`` (``kS = n p``), one rank-one Cauchy-like factor per column, which keeps
+        the small HSVs' relative accuracy. Real for real systems.
     path : str
         ``"diagonal"``, ``"diagonal-horizon"``, ``"diagonal-lowrank"``, ``"hammarling"`` or
         ``"slycot"``.
@@ -341,7 +351,8 @@ def hankel_singular_values(sys, backend="auto", horizon=None, accuracy="standard
     def hsv(chunk):
         R, S, _, _, _ = factors_with_tails(chunk, backend, horizon)
         if R.shape[-1] == 0:
-            return (np.zeros(R.shape[:-2] + (0,)),)
-        return (np.linalg.svd(S.conj().swapaxes(-1, -2) @ R, compute_uv=False),)
+            return (np.zeros(R.shape[:-2] + (R.shape[-2],)),)
+        sv = np.linalg.svd(S.conj().swapaxes(-1, -2) @ R, compute_uv=False)
+        return (_pad_to(sv, chunk.n),)  # n m columns (MIMO diagonal): the rest are zeros
 
     return np.ldexp(map_batch(hsv, scaled)[0], (eb + ec)[..., None])

@@ -297,6 +297,7 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
             scaled, backend, horizon, rank_tol, diagonal
         )
         U, hsv, Vh, leading = _svd(R, S)
+        hsv = hsv[..., : sys.n]  # MIMO diagonal factors have n m columns: the rest are zeros
         delta = np.zeros(sys.batch_shape)
         if rank_tol is not None and diagonal:  # dense factors are never truncated: tails are 0
             # ||R||_F = sqrt(trace P) in O(n); r_tail bounds ||S_k^H R_dropped||_F (weighted

@@ -27,7 +27,7 @@ TIMEOUT = 900  # seconds for one system (measured: a few seconds at most)
 def test_property_check(chunk):
     seeds = range(chunk * PER_CHUNK, (chunk + 1) * PER_CHUNK)
     with mp.get_context("fork").Pool(WORKERS, maxtasksperchild=100) as pool:
-        it = pool.imap(check_system, seeds, chunksize=4)
+        it = pool.imap(check_system, seeds)  # chunksize 1: next(timeout) works
         # a worker that dies loses its task and would hang the pool: fail instead
         records = [it.next(timeout=TIMEOUT) for _ in seeds]
     assert len(records) == PER_CHUNK
