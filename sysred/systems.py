@@ -448,10 +448,10 @@ def diagonalize(sys, max_cond=COND_MAX) -> tuple[DiagonalStateSpace, np.ndarray]
     from sysred._checks import require_system
 
     require_system(sys)
-    if isinstance(sys, DiagonalStateSpace):
-        return sys, np.ones(sys.batch_shape)
     if not (isinstance(max_cond, int | float | np.integer | np.floating) and max_cond >= 1):
         raise OptionError(f"max_cond must be a number >= 1 (or np.inf), got {max_cond!r}")
+    if isinstance(sys, DiagonalStateSpace):
+        return sys, np.ones(sys.batch_shape)
     if sys.n == 0:
         return DiagonalStateSpace(sys.poles, sys.B, sys.C, sys.D, sys.dt), np.ones(sys.batch_shape)
     poles, V = scaled_eig(sys.A, vectors=True)  # (..., n), (..., n, n)
@@ -459,6 +459,11 @@ def diagonalize(sys, max_cond=COND_MAX) -> tuple[DiagonalStateSpace, np.ndarray]
         sv = np.linalg.svd(V, compute_uv=False)  # (..., n)
         cond = np.where(sv[..., -1] > 0, sv[..., 0] / sv[..., -1], np.inf)
     worst = float(np.max(cond))
+    if not np.isfinite(worst):
+        raise IllConditionedError(
+            "A is defective (its eigenvector matrix is singular): it has no modal form. Use "
+            "sysred.balanced_truncation, which needs no eigenvectors."
+        )
     if not worst <= max_cond:
         raise IllConditionedError(
             f"A is (nearly) defective: its eigenvector matrix has condition number {worst:.3g} "

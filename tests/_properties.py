@@ -504,8 +504,8 @@ def _compare_oracles(G, hsv, gnorm, gfreq, oracles, rec, fail):
         allowed = 10 * G.n * EPS + 2 * rec["noise"] / hsv[0]  # both are off by up to noise
         if dev > allowed:
             fail("hsv", f"max |HSV - AB09AD| = {dev:.2g} sigma_1 > {allowed:.2g} sigma_1")
-    if got is None:
-        fail("ab13dd", "AB13DD failed")
+    if got is None:  # the oracle itself failed (an exception or a crash): nothing to compare
+        rec["notes"].append("AB13DD failed: no comparison")
         return
     ref, ref_freq = got
     rec["ab13dd"] = ref
