@@ -51,6 +51,8 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.optimize import minimize_scalar
 
+from sysred.systems import scaled_eig
+
 EPS = np.finfo(float).eps
 #: Eigenvalues this close (relative) to the axis / circle always count as crossings.
 AXIS_RTOL = 1e-6
@@ -107,7 +109,6 @@ class Response:
             self.schur.append((T, Bz, Cz, norms))
         self.d_norm = float(np.linalg.norm(D, 2)) if D.size else 0.0
         self.empty = not parts or D.size == 0
-        self.ulp = EPS
 
     def __call__(self, ws, floor=-np.inf):
         """``sigma - err`` at each frequency; refined only where that could lift a value
@@ -284,7 +285,7 @@ def _neighbour_gap(points, w):
 
 def start_frequencies(A, discrete):
     """Frequencies where peaks hide: 0, each pole's resonance, a grid (both signs)."""
-    poles = np.linalg.eigvals(A) if A.shape[0] else np.zeros(0)
+    poles = scaled_eig(A) if A.shape[0] else np.zeros(0)
     if discrete:
         return np.concatenate([[0.0, np.pi], np.angle(poles), np.linspace(-np.pi, np.pi, 64)])
     mags = np.abs(poles[poles != 0]) if np.any(poles != 0) else np.ones(1)

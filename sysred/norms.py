@@ -10,7 +10,7 @@ from sysred._levelset import hinf_levelset
 from sysred._parallel import one_blas_thread
 from sysred.errors import OptionError, ShapeError, SysredError
 from sysred.gramians import factors_with_tails, io_scaled
-from sysred.systems import StateSpace
+from sysred.systems import StateSpace, _ldexp
 
 __all__ = ["hinf_norm", "h2_norm", "difference", "bilinear_to_continuous"]
 
@@ -103,13 +103,6 @@ def _exponent(X):
     return int(np.frexp(big)[1]) if big > 0 else 0
 
 
-def _ldexp(X, e):
-    """``X * 2^e`` exactly (barring under/overflow of the result), real or complex."""
-    if np.iscomplexobj(X):
-        return np.ldexp(X.real, e) + 1j * np.ldexp(X.imag, e)
-    return np.ldexp(X, e)
-
-
 def _hinf_one(parts, D, discrete, tol):
     """``(norm, frequency)`` of ``D + sum_k C_k (sI - A_k)^{-1} B_k`` (the parts of one
     system, or of an error system ``G1 - G2``), scaled first by exact powers of two.
@@ -155,8 +148,10 @@ def hinf_norm(sys, other=None, tol=1e-10, return_frequency=False):
 
     * attained: ``g = sigma_max(G)`` at the returned frequency, evaluated there (a lower bound);
     * the pencil at level ``(1 + 2 tol) g`` has no eigenvalue on the imaginary axis (unit
-      circle) within each eigenvalue's rounding uncertainty (the upper bound
-      ``||G||_inf < (1 + 2 tol) g``).
+      circle) bounding an interval above that level (the upper bound
+      ``||G||_inf < (1 + 2 tol) g``), where every eigenvalue within ``1e-6`` of the axis
+      (circle), or without a mirrored partner (``-conj(l)``, resp. ``1/conj(l)``: rounding
+      moved it off), counts as on it.
 
     Both hold up to the rounding error of evaluating ``G``, which no double-precision method
     avoids: ``eps S`` with ``S = ||D|| + ||C|| ||X|| + ||Y|| ||B|| + ||Y|| ||A|| ||X||``,
