@@ -244,9 +244,9 @@ def main(argv=None) -> int:
     for name, outcome, detail in rows:
         lines.append(f"{outcome:8} {name:52} {detail[:110]}")
     text = "\n".join(lines) + "\n"
-    print(text)
     if args.out != "-":
         Path(args.out).write_text(text)
+    print(text)
     return 0
 
 

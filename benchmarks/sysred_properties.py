@@ -99,10 +99,10 @@ def main(argv=None) -> int:
             lines.append(f"  seed {r['seed']} ({desc}, kappa={r['kappa']:.3g}): "
                          + " | ".join(r["notes"]))  # fmt: skip
     text = "\n".join(lines) + "\n"
-    print(text)
     if args.out != "-":
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
+    print(text)
     return 0
 
 
