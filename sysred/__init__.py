@@ -17,9 +17,14 @@ Layout (models / algorithms / reductors, as in pyMOR):
 """
 
 from sysred.errors import (
+    BackendWarning,
     HSVTieError,
     HSVTieWarning,
+    IllConditionedError,
+    IllConditionedWarning,
     NonFiniteError,
+    NotASystemError,
+    OptionError,
     OrderError,
     RankDeficientWarning,
     ShapeError,
@@ -79,5 +84,10 @@ __all__ = [
     "HSVTieError",
     "HSVTieWarning",
     "RankDeficientWarning",
+    "NotASystemError",
+    "OptionError",
+    "IllConditionedError",
+    "IllConditionedWarning",
+    "BackendWarning",
 ]
 __version__ = "0.1.0"

@@ -175,7 +175,7 @@ def test_bad_input_is_refused():
         impulse_norm(G, 10, other=sysred.DiagonalStateSpace([0.5], [[1.0, 1.0]], [[1.0]], dt=1.0))
     with pytest.raises(sysred.SysredError, match="sample time"):
         impulse_norm(G, 10, other=sysred.DiagonalStateSpace([0.5], [[1.0]], [[1.0]], dt=0.5))
-    with pytest.raises(sysred.SysredError, match="python-control"):
+    with pytest.raises(sysred.NotASystemError, match="expected a sysred.StateSpace"):
         impulse_norm(np.eye(2), 10)
 
 
