@@ -93,9 +93,8 @@ def test_issue11_arms_wait_for_their_api(monkeypatch):
     assert {"intrain", "regpre", "regbt0", "regbt", "budget0", "budget", "shared0", "shared",
             "spa0", "spa", "hippo-shared"} <= groups  # fmt: skip
     why = {a.group: missing(a) for a in table}
-    # today's API: every issue-11 arm is missing something, named in the reason
-    assert "budget=" in why["budget"] and "shared_poles=" in why["shared"]
-    assert "'spa'" in why["spa"] and "hsv_reg" in why["regpre"] and "reduce_at" in why["intrain"]
+    # phase-1 guesses: budget= has landed; the others are wired on the study2 branch
+    assert why["budget"] is None and "shared_poles=" in why["shared"]
     assert why["bt"] is None and why["hippo-shared"] is None
     # once the API exists, the same entries run unchanged
     import importlib
