@@ -258,8 +258,9 @@ def matmul_flops(model_or_config, L: int, batch: int, backward: bool = False) ->
     That counter charges ``2 m n k`` per product whatever the dtype (a complex product counts
     like a real one) and nothing for elementwise work or FFTs. Forward: the encoder and
     decoder linears, the output linears and the kernel's blocked Vandermonde product
-    ``(H, q, 2N) @ (H, 2N, b)`` (``4 H N q b``). Backward (``backward=True``, forward included): every product twice more,
-    except the encoder's, whose input needs no gradient (once more). Used to check this
+    ``(H, q, 2N) @ (H, 2N, b)`` (``4 H N q b``). Backward (``backward=True``, forward
+    included): every product twice more, except the encoder's, whose input needs no gradient
+    (once more). Used to check this
     module against an independent count.
     """
     _check_sizes(L, batch)
