@@ -1,4 +1,7 @@
-"""Command-line entry point: ``python -m s4dss {demo,train,evaluate,reduce} ...``.
+"""Command-line entry point: ``python -m s4dss {demo,train,evaluate,reduce,export} ...``.
+
+``python -m s4dss`` without a verb prints the help and exits with status 2 (a usage error, as
+for any other missing argument).
 
 Examples::
 
@@ -10,6 +13,7 @@ Examples::
     python -m s4dss train --config configs/listops-cpu.yaml run.init_from=runs/listops-cpu/r8.pt
     python -m s4dss train --config configs/digits-smoke.yaml train.reduce.at_epochs=[1] \
         train.reduce.rank=4 train.hsv_reg.weight=1.0 train.hsv_reg.order=4
+    python -m s4dss export runs/listops-cpu/r8.pt --format onnx --out runs/listops-cpu/r8.onnx
 """
 
 from __future__ import annotations
@@ -72,15 +76,29 @@ def _add_reduce(verbs) -> None:
     )
 
 
+def _add_export(verbs) -> None:
+    p = verbs.add_parser(
+        "export", help="write a checkpoint's step (recurrent) mode as an ONNX model"
+    )
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--out", type=Path, required=True, help="model file to write")
+    p.add_argument("--L", type=int, help="sequence length (mode softmax only; default: the task's)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m s4dss")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs = parser.add_subparsers(dest="verb")
     demo = verbs.add_parser("demo", help="build a small S4/DSS model, reduce it, print a report")
     demo.add_argument("--seed", type=int, default=0)
     _add_train(verbs)
     _add_evaluate(verbs)
     _add_reduce(verbs)
+    _add_export(verbs)
     args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
     if args.verb == "demo":
         from s4dss.demo import run
 
@@ -96,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.verb == "evaluate":
             return cmd_evaluate(args)
+        if args.verb == "export":
+            return cmd_export(args)
         return cmd_reduce(args)
     except (ConfigError, CheckpointError, DataError, SysredError) as e:
         # user errors: one clear line, no traceback
@@ -373,5 +393,45 @@ def cmd_reduce(args) -> int:
             report[f"{split}_after"] = evaluate(reduced, data, task.collate)
     report_path.write_text(json.dumps(report, indent=1) + "\n")
     print(str(rep))
+    if args.evaluate:
+        print(f"{'accuracy':<10}{'before':>10}{'after':>10}")
+        for split in ("val", "test"):
+            before, after = report[f"{split}_before"]["acc"], report[f"{split}_after"]["acc"]
+            print(f"{split:<10}{before:>10.4f}{after:>10.4f}")
     print(f"wrote {args.out} and {report_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+
+
+def cmd_export(args) -> int:
+    """``export``: checkpoint -> the model's step mode as ONNX (:mod:`s4dss.export`)."""
+    from s4dss.config import ConfigError
+    from s4dss.model import S4Model
+
+    ck, model = _model_from_checkpoint(args.checkpoint)
+    if not isinstance(model, S4Model):
+        raise ConfigError(
+            f"export supports S4Model checkpoints (one sequence in, logits out); "
+            f"{args.checkpoint} holds a {type(model).__name__}"
+        )
+    try:
+        from s4dss.export import export_onnx
+    except ImportError as e:  # pragma: no cover - onnx is in the export extra
+        raise ConfigError(f"export needs onnx (pip install 'sysred-s4dss[export]'): {e}") from None
+    L = args.L
+    if model.config.get("mode") == "softmax" and L is None:
+        L = int((ck.get("task") or {}).get("seq_len") or 0) or None
+        if L is None:
+            raise ConfigError("mode 'softmax' needs --L (its kernel is normalised over L)")
+    path = export_onnx(model, args.out, L)
+    from s4dss.export import StepModel
+
+    layout = StepModel(model, L).layout()
+    print(
+        f"wrote {path}: step(x {layout['input']}, state (B, {layout['size']})) -> "
+        f"(logits (B, {model.config['d_output']}), new_state (B, {layout['size']})); "
+        "start from state = zeros; layout in the metadata entry 's4dss_state'"
+    )
     return 0

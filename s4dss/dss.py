@@ -24,7 +24,12 @@ Both are one discrete-time diagonal system per channel (dt = one sequence index)
 :math:`b = (e^{x} - 1)/\lambda` and :math:`c = W` ("exp") or :math:`c = W / (e^{L x} - 1)`
 ("softmax"). :meth:`DSSKernel.discrete` returns ``(a, b, c)``; the step mode runs the recurrence
 :math:`s_t = a s_{t-1} + b u_t`, :math:`y_t = \mathrm{Re}\sum_n c_n s_{t,n} + D u_t`, which is
-the causal convolution :math:`y = K * u + D u` (``reference.md`` sections 1-2).
+the causal convolution :math:`y = K * u + D u` (``reference.md`` sections 1-2), in complex or in
+real arithmetic (state ``[Re s, Im s]``, exportable: :mod:`s4dss.export`).
+
+Speed: the kernel is one real matrix product of blocked powers (:func:`vandermonde`,
+``O(H N sqrt(L))`` exponentials instead of the ``O(H N L)`` of one ``exp`` per tap), with its
+gradient in closed form.
 
 Optimiser convention: the SSM parameters (``Lambda_*``, ``log_dt``, ``W``) live in
 :class:`DSSKernel`, whose ``optim`` dict (``lr`` 1e-3, ``weight_decay`` 0 by default) says how to
@@ -118,10 +123,12 @@ class DSSKernel(nn.Module):
     lr : float
         Learning rate attached to the SSM parameters (their weight decay is 0).
     kernel_dtype : torch.dtype
-        Real dtype the kernel is computed in (``torch.float64`` by default): the phases
-        :math:`k \Delta\,\mathrm{Im}\lambda` reach ``1e3``-``1e4`` for long sequences, and in
-        float32 their rounding alone gives kernel errors ~1e-4, larger than the reduction errors
-        this package measures. The kernel is cast to the input's dtype before the convolution.
+        dtype of the kernel's matrix product and result (``torch.float64`` by default). The
+        phases :math:`k \Delta\,\mathrm{Im}\lambda` (up to ~1e5) are always formed in float64
+        (:func:`vandermonde`); float32 then gives kernels within ~3e-7 of :math:`\max|K|` of
+        the float64 ones, at about the same speed on a CPU (``benchmarks/s4dss_speed.py``). The
+        kernel is cast to the input's dtype before the convolution. The step mode's complex
+        state (:meth:`DSS.initial_state`) is complex64 with float32.
 
     Notes
     -----
@@ -230,18 +237,20 @@ class DSSKernel(nn.Module):
         """Whether ``Lambda`` is ``(H, N)`` (one set of poles per channel)."""
         return self.Lambda_im.ndim == 2
 
-    def Lambda(self) -> torch.Tensor:
-        r""":math:`\Lambda`, ``(N,)`` or ``(H, N)`` complex in ``kernel_dtype``."""
-        dt = self.kernel_dtype
+    def Lambda(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        r""":math:`\Lambda`, ``(N,)`` or ``(H, N)`` complex in ``dtype`` (``kernel_dtype``)."""
+        dt = dtype or self.kernel_dtype
         re = -self.Lambda_log_neg_re.to(dt).exp() if self.mode == "exp" else self.Lambda_re.to(dt)
         return torch.complex(re, self.Lambda_im.to(dt))
 
-    def _x(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        r"""``(Lambda, x, W)`` broadcast to ``(H, N)``, with :math:`x = \Delta_h \lambda`."""
-        Lambda = self.Lambda().expand(self.H, self.N)  # (H N)
-        dt = self.log_dt.to(self.kernel_dtype).exp()  # (H)
-        W = torch.view_as_complex(self.W.to(self.kernel_dtype))  # (H N)
-        return Lambda, dt[:, None] * Lambda, W  # (H N)
+    def _x(self, dtype: torch.dtype | None = None):
+        r"""``(Lambda, x, W)`` broadcast to ``(H, N)``, with :math:`x = \Delta_h \lambda`, in
+        ``dtype`` (default ``kernel_dtype``)."""
+        dt = dtype or self.kernel_dtype
+        Lambda = self.Lambda(dt).expand(self.H, self.N)  # (H N)
+        delta = self.log_dt.to(dt).exp()  # (H)
+        W = torch.view_as_complex(self.W.to(dt))  # (H N)
+        return Lambda, delta[:, None] * Lambda, W  # (H N)
 
     def discrete(self, L: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r"""The channels as discrete diagonal systems: ``(a, b, c)``, each ``(H, N)`` complex.
@@ -259,21 +268,175 @@ class DSSKernel(nn.Module):
         return a, b, W / torch.expm1(L * x)  # (H N)
 
     def forward(self, L: int) -> torch.Tensor:
-        r"""The kernel :math:`K`, ``(H, L)`` real in ``kernel_dtype`` (module docstring)."""
+        r"""The kernel :math:`K`, ``(H, L)`` real in ``kernel_dtype`` (module docstring).
+
+        Computed by :func:`vandermonde` (blocked powers, one real matrix product); the poles
+        and coefficients in float64 whatever ``kernel_dtype`` is.
+        """
         L = _check_length(L, "kernel length")
-        Lambda, x, W = self._x()  # (H N)
-        k = torch.arange(L, dtype=self.kernel_dtype, device=x.device)  # (L)
+        Lambda, x, W = self._x(torch.float64)  # (H N)
         if self.mode == "exp":
             coef = W * torch.expm1(x) / Lambda  # (H N)
-            return torch.einsum("hn,hnl->hl", coef, (x[..., None] * k).exp()).real  # (H L)
-        # softmax_k(k x) = e^{kx} (e^x - 1)/(e^{Lx} - 1). For Re x > 0 this overflows, so use the
-        # shifted form e^{(k-L+1)x} (1 - e^{-x})/(1 - e^{-Lx}), which is the same number.
+            return vandermonde(coef, x, L, dtype=self.kernel_dtype)  # (H L)
+        # softmax_k(k x) = e^{kx} (e^x - 1)/(e^{Lx} - 1). For Re x > 0 this overflows, so those
+        # modes use the shifted form e^{(k-L+1)x} (1 - e^{-x})/(1 - e^{-Lx}), the same number.
         pos = x.real > 0  # (H N)
         xs = torch.where(pos, -x, x)  # (H N)
-        shift = pos.to(self.kernel_dtype) * (L - 1)  # (H N)
         norm = torch.expm1(xs) / torch.expm1(L * xs)  # (H N)
-        powers = (x[..., None] * (k - shift[..., None])).exp()  # (H N L)
-        return torch.einsum("hn,hnl->hl", W / Lambda * norm, powers).real  # (H L)
+        return vandermonde(W / Lambda * norm, x, L, shifted=pos, dtype=self.kernel_dtype)
+
+
+def block_size(L: int) -> int:
+    """Taps per block of :func:`vandermonde`: about ``sqrt(L)``, balancing the powers computed
+    within a block against the number of blocks."""
+    return max(1, min(L, math.ceil(math.sqrt(L))))
+
+
+def _cexp(xr: torch.Tensor, xi: torch.Tensor, e: torch.Tensor):
+    r""":math:`e^{x e}` for real exponents ``e`` (last axis) in real arithmetic: ``(re, im)``.
+
+    ``exp``/``cos``/``sin`` of real tensors are vectorised; torch's complex ``exp`` is not
+    (measured ~20x slower).
+    """
+    mag = torch.exp(xr[..., None] * e)  # (H N k)
+    ph = xi[..., None] * e  # (H N k)
+    return mag * torch.cos(ph), mag * torch.sin(ph)  # (H N k)
+
+
+class _Blocks:
+    """The block layout of :func:`vandermonde` for ``L`` taps: starts ``t_q``, offsets ``j``."""
+
+    def __init__(self, L: int, device):
+        self.L, self.b = L, block_size(L)
+        self.nq = -(-L // self.b)
+        f64 = dict(dtype=torch.float64, device=device)
+        self.starts = torch.arange(self.nq, **f64) * self.b  # (nq)
+        self.starts[-1] = L - self.b  # the last block overlaps the one before: no tap >= L
+        self.j = torch.arange(self.b, **f64)  # (b)
+        self.new = (self.nq - 1) * self.b - (L - self.b)  # first new tap in the last block
+
+    def gather(self, R: torch.Tensor) -> torch.Tensor:
+        """``(H, nq, b)`` block values -> ``(H, L)`` taps."""
+        tail = R[:, -1, self.new :]  # (H L-(nq-1)b)
+        return torch.cat([R[:, :-1].reshape(R.shape[0], -1), tail], dim=-1)  # (H L)
+
+    def scatter(self, G: torch.Tensor) -> torch.Tensor:
+        """The adjoint of :meth:`gather`: ``(H, L)`` -> ``(H, nq, b)`` (zero on the overlap)."""
+        Gb = G.new_zeros(G.shape[0], self.nq, self.b)  # (H nq b)
+        cut = (self.nq - 1) * self.b
+        Gb[:, :-1] = G[:, :cut].reshape(G.shape[0], self.nq - 1, self.b)
+        Gb[:, -1, self.new :] = G[:, cut:]
+        return Gb  # (H nq b)
+
+
+class _Vandermonde(torch.autograd.Function):
+    r"""``K = Re sum_n c_n e^{(l - s_n) x_n}`` by blocks, with the gradient in closed form.
+
+    With :math:`V_{nl} = e^{(l - s_n) x_n}` and the incoming gradient :math:`G_l`:
+    :math:`\partial/\partial c_n = \sum_l G_l \overline{V_{nl}}` and
+    :math:`\partial/\partial x_n = \overline{c_n} \sum_l G_l (l - s_n)
+    \overline{V_{nl}}` (torch's convention for complex gradients: the conjugate Wirtinger
+    derivative, times 2). Both sums are the transposed blocked product: one real matrix
+    product ``[G; G j] @ [Re P; Im P]^T`` and ``O(H N L/b)`` work to apply :math:`E`. Autograd
+    through the forward would instead keep and differentiate every ``(H, N, b)`` and
+    ``(H, N, L/b)`` intermediate (measured ~2x slower).
+    """
+
+    @staticmethod
+    def forward(ctx, coef, x, L, shifted, dtype):
+        blocks = _Blocks(L, x.device)
+        b = blocks.b
+        N = x.shape[-1]
+        sh = torch.zeros_like(x.real) if shifted is None else shifted.to(torch.float64)  # (H N)
+        gamma, shift = sh * (b - 1), sh * (L - 1)  # (H N)
+        Pr, Pi = _cexp(x.real, x.imag, blocks.j - gamma[..., None])  # (H N b)
+        Er, Ei = _cexp(x.real, x.imag, blocks.starts + (gamma - shift)[..., None])  # (H N nq)
+        cr, ci = coef.real[..., None], coef.imag[..., None]  # (H N 1)
+        A = torch.cat([cr * Er - ci * Ei, ci * Er + cr * Ei], dim=1)  # (H 2N nq) [Re Q; Im Q]
+        A[:, N:] *= -1  # [Re Q; -Im Q]: Re(Q^T P) = Re Q^T Re P - Im Q^T Im P
+        V = torch.cat([Pr, Pi], dim=1).to(dtype)  # (H 2N b)
+        R = A.transpose(-1, -2).to(dtype) @ V  # (H nq b) row q: taps starts[q] + j
+        ctx.save_for_backward(coef, V, Er, Ei, shift)
+        ctx.blocks = blocks
+        return blocks.gather(R)  # (H L)
+
+    @staticmethod
+    def backward(ctx, G):
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative would be wrong
+            raise RuntimeError(
+                "the DSS kernel's closed-form gradient is not differentiable again "
+                "(create_graph=True / double backward through s4dss.dss.vandermonde)"
+            )
+        coef, V, Er, Ei, shift = ctx.saved_tensors
+        blocks = ctx.blocks
+        N = coef.shape[-1]
+        Gb = blocks.scatter(G.to(V.dtype))  # (H nq b)
+        # T[q, n] = sum_j G[q, j] conj(P[n, j]), and the same with G[q, j] * j
+        T = torch.cat([Gb, Gb * blocks.j.to(V.dtype)], dim=1) @ V.transpose(-1, -2)  # (H 2nq 2N)
+        T = T.to(torch.float64)  # (H 2nq 2N)
+        Tr, Ti = T[..., :N], -T[..., N:]  # (H 2nq N) conj(P): imaginary part negated
+        Er_t, Ei_t = Er.transpose(-1, -2).repeat(1, 2, 1), Ei.transpose(-1, -2).repeat(1, 2, 1)
+        Ur = Er_t * Tr + Ei_t * Ti  # (H 2nq N) conj(E) T
+        Ui = Er_t * Ti - Ei_t * Tr  # (H 2nq N)
+        U = torch.complex(Ur, Ui)  # (H 2nq N)
+        nq = blocks.nq
+        S0 = U[:, :nq].sum(1)  # (H N) sum_l G_l conj(V_nl)
+        # sum_l G_l l conj(V_nl) with l = t_q + j: the start part and the j-weighted rows
+        Sl = (blocks.starts[:, None] * U[:, :nq]).sum(1) + U[:, nq:].sum(1)  # (H N)
+        grad_coef = S0 if ctx.needs_input_grad[0] else None
+        grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_x = coef.conj() * (Sl - shift * S0)  # (H N)
+        return grad_coef, grad_x, None, None, None
+
+
+def vandermonde(
+    coef: torch.Tensor,
+    x: torch.Tensor,
+    L: int,
+    shifted: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    r"""The real Vandermonde product :math:`K_l = \mathrm{Re}\sum_n c_n e^{(l - s_n) x_n}`.
+
+    ``l = 0..L-1``; :math:`s_n = L - 1` where ``shifted`` (modes with :math:`\mathrm{Re}\,x >
+    0`, so every power has modulus <= 1), else 0. Instead of one complex ``exp`` per tap and
+    mode (``O(H N L)`` transcendental functions, as in the S4D reference), write
+    :math:`l = t_q + j` with block starts :math:`t_q` and offsets ``j < b``, ``b`` =
+    :func:`block_size`:
+
+    .. math::
+
+        K_{t_q + j} = \mathrm{Re} \sum_n \underbrace{c_n e^{(t_q + \gamma_n - s_n) x_n}}_{Q_{nq}}
+        \underbrace{e^{(j - \gamma_n) x_n}}_{P_{nj}}
+        = \left[\mathrm{Re}\,Q^T,\ -\mathrm{Im}\,Q^T\right]
+          \begin{bmatrix}\mathrm{Re}\,P \\ \mathrm{Im}\,P\end{bmatrix},
+
+    with :math:`\gamma_n = b - 1` for shifted modes, else 0 (both factors then have modulus
+    <= 1). That is ``O(H N (b + L/b))`` exponentials in float64 (exact phases even where
+    :math:`L\,\mathrm{Im}\,x` reaches 1e5) and one real batched matrix product
+    ``(H, L/b, 2N) @ (H, 2N, b)`` in ``dtype``. The last block starts at ``L - b`` (it overlaps
+    the one before), so no power beyond ``L - 1`` is ever formed. Differentiable in ``coef``
+    and ``x``, with the gradient in closed form (:class:`_Vandermonde`; first derivatives
+    only: ``create_graph=True`` raises).
+
+    Parameters
+    ----------
+    coef, x : complex128 tensors ``(H, N)``
+        Coefficients :math:`c` and exponents :math:`x`.
+    L : int
+        Number of taps.
+    shifted : bool tensor ``(H, N)``, optional
+    dtype : torch.float32 or torch.float64
+        dtype of the matrix products and of the result. float32 is accurate to ~3e-7 of
+        :math:`\max|K|` (``benchmarks/s4dss_speed.py``); float64 to ~1e-15.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(H, L)`` real, ``dtype``.
+    """
+    return _Vandermonde.apply(coef, x, int(L), shifted, dtype)
 
 
 def _check_length(L, what: str) -> int:
@@ -317,7 +480,8 @@ class DSS(nn.Module):
         Dropout after the activation.
 
     Shapes: :meth:`forward` maps ``(B, H, L) -> (B, H, L)``; :meth:`step` maps one time step
-    ``(B, H) -> (B, H)`` with a state ``(B, H, N)`` complex, after :meth:`setup_step`.
+    ``(B, H) -> (B, H)`` with a state ``(B, H, N)`` complex or ``(B, H, 2N)`` real (real
+    arithmetic), after :meth:`setup_step`.
     """
 
     def __init__(
@@ -343,6 +507,7 @@ class DSS(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output_linear = nn.Linear(self.H, self.H)
         self._step_params = None
+        self._real_step_params = None
 
     @property
     def N(self) -> int:
@@ -369,12 +534,31 @@ class DSS(nn.Module):
         """Cache the discrete ``(a, b, c)`` for :meth:`step` (call again after any update).
 
         ``L`` is required for ``"softmax"`` (its kernel is normalised over the whole length).
+        Also caches their real and imaginary parts, in the layer's dtype, for the real step.
         """
         with torch.no_grad():
             self._step_params = tuple(t.detach() for t in self.kernel.discrete(L))
+            a, b, c = self._step_params  # (H N)
+            dtype = self.D.dtype
+            # real step (see step): S' = A_re * S + A_im * swap(S) + B u, y = sum(C * S') + D u
+            # on S = [Re s, Im s] (last axis, 2N); swap(S) = [Im s, Re s]
+            self._real_step_params = tuple(
+                t.to(dtype)
+                for t in (
+                    torch.cat([a.real, a.real], -1),  # (H 2N)
+                    torch.cat([-a.imag, a.imag], -1),  # (H 2N)
+                    torch.cat([b.real, b.imag], -1),  # (H 2N)
+                    torch.cat([c.real, -c.imag], -1),  # (H 2N)
+                )
+            )
 
-    def initial_state(self, batch_size: int) -> torch.Tensor:
-        """Zero state ``(B, H, N)`` complex: ``O(H N)`` memory per sequence."""
+    def initial_state(self, batch_size: int, real: bool = False) -> torch.Tensor:
+        """Zero state: ``(B, H, N)`` complex, or ``(B, H, 2N)`` real (``[Re s, Im s]``) for the
+        real-arithmetic step (``real=True``); ``O(H N)`` memory per sequence."""
+        if real:
+            return torch.zeros(
+                batch_size, self.H, 2 * self.N, dtype=self.D.dtype, device=self.D.device
+            )
         dtype = torch.complex128 if self.kernel.kernel_dtype == torch.float64 else torch.complex64
         return torch.zeros(batch_size, self.H, self.N, dtype=dtype, device=self.D.device)
 
@@ -382,24 +566,45 @@ class DSS(nn.Module):
         r"""Recurrent mode, one time step: :math:`s_t = a s_{t-1} + b u_t`,
         :math:`y_t = \mathrm{Re}\sum_n c_n s_{t,n} + D u_t`, then activation and output linear.
 
+        With a real state ``S = [Re s, Im s]`` ``(B, H, 2N)`` (from ``initial_state(B,
+        real=True)``) the same recurrence runs in real arithmetic, in the layer's dtype:
+        :math:`S_t = [\mathrm{Re}\,a, \mathrm{Re}\,a] \odot S_{t-1} + [-\mathrm{Im}\,a,
+        \mathrm{Im}\,a] \odot [\mathrm{Im}\,s, \mathrm{Re}\,s] + [\mathrm{Re}\,b,
+        \mathrm{Im}\,b]\, u_t` and :math:`y_t = \sum [\mathrm{Re}\,c, -\mathrm{Im}\,c]
+        \odot S_t + D u_t` - elementwise products and sums only, no complex tensor (exportable,
+        :mod:`s4dss.export`).
+
         Parameters
         ----------
         u : ``(B, H)`` input at time t.
-        state : ``(B, H, N)`` complex, from :meth:`initial_state` or the previous step.
+        state : ``(B, H, N)`` complex or ``(B, H, 2N)`` real, from :meth:`initial_state` or the
+            previous step.
 
         Returns
         -------
-        y : ``(B, H)``, new state ``(B, H, N)``.
+        y : ``(B, H)``, new state (same form as ``state``).
         """
         if self._step_params is None:
             raise RuntimeError("call setup_step() (or S4Model.setup_step()) before step()")
         self._check_input(u, 2, "u of shape (B, H)")
-        a, b, c = self._step_params  # (H N)
-        if state.shape != (u.shape[0], self.H, self.N):
+        real = not state.is_complex()
+        n = 2 * self.N if real else self.N
+        if state.shape != (u.shape[0], self.H, n):
             raise ValueError(
-                f"state must have shape (B, H, N) = {(u.shape[0], self.H, self.N)}, "
-                f"got {tuple(state.shape)}"
+                f"state must have shape (B, H, {'2N' if real else 'N'}) = "
+                f"{(u.shape[0], self.H, n)}, got {tuple(state.shape)}"
             )
-        state = a * state + b * u[..., None].to(a.dtype)  # (B H N)
-        y = (c * state).sum(-1).real.to(u.dtype) + self.D * u  # (B H)
+        if real:
+            y, state = self._step_real(u, state)  # (B H)
+        else:
+            a, b, c = self._step_params  # (H N)
+            state = a * state + b * u[..., None].to(a.dtype)  # (B H N)
+            y = (c * state).sum(-1).real.to(u.dtype) + self.D * u  # (B H)
         return self._mix(y), state  # (B H)
+
+    def _step_real(self, u: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SSM part of the real step (:meth:`step`): ``(B, H)``, ``(B, H, 2N)`` real."""
+        A_re, A_im, B, C = self._real_step_params  # (H 2N)
+        swapped = torch.cat([S[..., self.N :], S[..., : self.N]], -1)  # (B H 2N) [Im s, Re s]
+        S = A_re * S + A_im * swapped + B * u[..., None]  # (B H 2N)
+        return (C * S).sum(-1) + self.D * u, S  # (B H)

@@ -32,9 +32,13 @@ component          FLOPs
 =================  =====================================================================
 encoder            ``2 B L d_input H + B L H`` (linear; an embedding lookup is 0)
 norm               ``8 B L H`` per layer
-kernel             ``15 H N_i L + 25 H N_i`` per layer (``"exp"``: ``k x`` 2, complex
-                   ``exp`` 5, complex MAC 8 per ``(h, n, k)``; the ``(H, N)`` set-up 25);
-                   ``"softmax"`` adds 3 per ``(h, n, k)`` for the shift; independent of B
+kernel             ``H N_i (7 (b + q) + 6 q + 4 q b) + 25 H N_i`` per layer, the blocked
+                   powers of :func:`s4dss.dss.vandermonde` with ``b = ceil(sqrt(L))`` taps
+                   per block and ``q = ceil(L / b)`` blocks: ``b + q`` complex ``exp``
+                   (exponent 2 + exp 5) per ``(h, n)``, the coefficients ``c e^{t_q x}`` (6
+                   per block), one real product ``(q, 2N) @ (2N, b)`` (``4 N q b``); the
+                   ``(H, N)`` set-up 25; ``"softmax"`` adds 3 per exponent for the shift;
+                   independent of B
 conv               ``2.5 (2B H + H) 2L log2(2L) + 6 B H (L + 1)`` per layer (FFT of the
                    input and the kernel, product, inverse FFT)
 skip               ``2 B H L`` per layer (``D u`` and the sum)
@@ -106,6 +110,12 @@ def layer_states(model_or_config) -> list[int]:
     return states
 
 
+def _blocks(L: int) -> tuple[int, int]:
+    """Taps per block and number of blocks of the DSS kernel (:func:`s4dss.dss.block_size`)."""
+    b = max(1, min(L, math.ceil(math.sqrt(L))))
+    return b, -(-L // b)
+
+
 def fft_flops(n: int) -> float:
     """FLOPs of one real FFT (or inverse) of ``n`` points: ``2.5 n log2 n``."""
     return 2.5 * n * math.log2(n) if n > 1 else 0.0
@@ -160,10 +170,11 @@ def forward_flops(model_or_config, L: int, batch: int = 1) -> FlopCount:
     f = FlopCount()
     if cfg.get("d_input") is not None:
         f.encoder = 2 * B * L * int(cfg["d_input"]) * H + BLH
-    per_k = 15 + (3 if cfg.get("mode", "exp") == "softmax" else 0)
+    b, q = _blocks(L)
+    per_exp = 2 + COMPLEX_EXP + (3 if cfg.get("mode", "exp") == "softmax" else 0)
     for N in layer_states(cfg):
         f.norm += NORM_PER_ELEMENT * BLH
-        f.kernel += per_k * H * N * L + 25 * H * N
+        f.kernel += H * N * (per_exp * (b + q) + 6 * q + 4 * q * b) + 25 * H * N
         f.conv += (2 * B * H + H) * fft_flops(2 * L) + 6 * B * H * (L + 1)
         f.skip += 2 * BLH
         f.activation += GELU_PER_ELEMENT * BLH + (BLH if cfg.get("dropout", 0.0) else 0)
@@ -282,9 +293,10 @@ def matmul_flops(model_or_config, L: int, batch: int, backward: bool = False) ->
 
     That counter charges ``2 m n k`` per product whatever the dtype (a complex product counts
     like a real one) and nothing for elementwise work or FFTs. Forward: the encoder and
-    decoder linears, the output linears and the kernel's Vandermonde product ``hn,hnl->hl``
-    (``2 H N L``). Backward (``backward=True``, forward included): every product twice more,
-    except the encoder's, whose input needs no gradient (once more). Used to check this
+    decoder linears, the output linears and the kernel's blocked Vandermonde product
+    ``(H, q, 2N) @ (H, 2N, b)`` (``4 H N q b``). Backward (``backward=True``, forward
+    included): every product twice more, except the encoder's, whose input needs no gradient
+    (once more). Used to check this
     module against an independent count.
     """
     _check_sizes(L, batch)
@@ -292,7 +304,8 @@ def matmul_flops(model_or_config, L: int, batch: int, backward: bool = False) ->
     B, H, C = int(batch), int(cfg["d_model"]), int(cfg["d_output"])
     enc = 2 * B * L * int(cfg["d_input"]) * H if cfg.get("d_input") is not None else 0
     rows = B * L if cfg.get("pool", "mean") == "none" else B
-    rest = 2 * rows * H * C + sum(2 * B * L * H * H + 2 * H * N * L for N in layer_states(cfg))
+    b, q = _blocks(L)
+    rest = 2 * rows * H * C + sum(2 * B * L * H * H + 4 * H * N * q * b for N in layer_states(cfg))
     if not backward:
         return float(enc + rest)
     return float(2 * enc + 3 * rest)

@@ -8,7 +8,7 @@ its activation, dropout and output projection.
 Step mode runs a model token by token with an ``O(n_layers H N)`` state::
 
     model.eval(); model.setup_step(L)          # L needed only for mode="softmax"
-    state = model.initial_state(batch_size)
+    state = model.initial_state(batch_size)    # real=True: real arithmetic, exportable
     for t in range(L):
         out, state = model.step(x[:, t], state)  # out == model(x[:, :t+1]) (pooling so far)
 
@@ -57,7 +57,8 @@ def param_groups(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0) 
 
 @dataclass
 class S4State:
-    """Step-mode state: one ``(B, H, N_i)`` complex state per layer, and the pooling memory."""
+    """Step-mode state: one ``(B, H, N_i)`` complex (or ``(B, H, 2 N_i)`` real) state per layer,
+    and the pooling memory."""
 
     layers: list[torch.Tensor]
     total: torch.Tensor  # (B H) running sum of the last layer's features, for mean pooling
@@ -198,12 +199,14 @@ class S4Model(nn.Module):
         for layer in self.layers:
             layer.setup_step(L)
 
-    def initial_state(self, batch_size: int) -> S4State:
-        """Zero step-mode state for ``batch_size`` sequences."""
+    def initial_state(self, batch_size: int, real: bool = False) -> S4State:
+        """Zero step-mode state for ``batch_size`` sequences: complex layer states, or real
+        ``[Re s, Im s]`` ones for the real-arithmetic step (``real=True``, see
+        :meth:`~s4dss.dss.DSS.step`; what :mod:`s4dss.export` exports)."""
         H = self.config["d_model"]
         dtype = self.decoder.weight.dtype
         return S4State(
-            [layer.initial_state(batch_size) for layer in self.layers],
+            [layer.initial_state(batch_size, real) for layer in self.layers],
             torch.zeros(batch_size, H, dtype=dtype, device=self.decoder.weight.device),
         )
 

@@ -12,13 +12,19 @@ Layout (models / algorithms / reductors, as in pyMOR):
   (square-root, balancing-free, time-limited), :class:`BTReductor` (factors once, then any
   order), :func:`modal_truncation`; :mod:`sysred.spa`: :func:`singular_perturbation` (balanced
   SPA, also ``BTReductor.reduce(order, method="spa")``).
+* :mod:`sysred.impulse` -- finite-horizon impulse-response norms of diagonal systems.
 * :mod:`sysred.interop` -- python-control and pyMOR conversion.
 """
 
 from sysred.errors import (
+    BackendWarning,
     HSVTieError,
     HSVTieWarning,
+    IllConditionedError,
+    IllConditionedWarning,
     NonFiniteError,
+    NotASystemError,
+    OptionError,
     OrderError,
     RankDeficientWarning,
     ShapeError,
@@ -26,6 +32,7 @@ from sysred.errors import (
     UnstableSystemError,
 )
 from sysred.gramians import gramian_factors, gramians, hankel_singular_values
+from sysred.impulse import impulse_norm
 from sysred.interop import from_control, from_pymor, to_control, to_pymor
 from sysred.norms import bilinear_to_continuous, difference, h2_norm, hinf_norm, peak_gain
 from sysred.reductors import (
@@ -62,6 +69,7 @@ __all__ = [
     "singular_perturbation",
     "ModalResult",
     "impulse_error",
+    "impulse_norm",
     "tail_bound",
     "tail_bounds",
     "from_control",
@@ -76,5 +84,10 @@ __all__ = [
     "HSVTieError",
     "HSVTieWarning",
     "RankDeficientWarning",
+    "NotASystemError",
+    "OptionError",
+    "IllConditionedError",
+    "IllConditionedWarning",
+    "BackendWarning",
 ]
 __version__ = "0.1.0"

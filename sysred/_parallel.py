@@ -18,15 +18,35 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from sysred.errors import OptionError
+
 #: Below this many systems per chunk, threading costs more than it saves.
 MIN_CHUNK = 16
+
+
+def check_workers(workers):
+    """``workers`` as a positive int (``None``: :func:`default_workers`)."""
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        raise OptionError(f"workers must be a positive integer (or None), got {workers!r}")
+    return int(workers)
 
 
 def default_workers() -> int:
     """``$SYSRED_WORKERS`` if set, else the number of CPUs this process may use (<= 8)."""
     env = os.environ.get("SYSRED_WORKERS")
     if env:
-        return max(1, int(env))
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise OptionError(
+                f"the environment variable SYSRED_WORKERS must be a positive integer (the number "
+                f"of threads for batches), got {env!r}; unset it to use every available CPU"
+            )
+        return value
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -38,7 +58,8 @@ def _flat(sys):
     """The same system with its batch dimensions flattened to one (or none)."""
     arrays = sys._arrays()
     ndims = [1] + [2] * (len(arrays) - 1) if arrays[0].ndim == sys.B.ndim - 1 else [2] * 4
-    flat = [a.reshape((-1,) + a.shape[a.ndim - k :]) for a, k in zip(arrays, ndims, strict=True)]
+    b = int(np.prod(sys.batch_shape, dtype=int))
+    flat = [a.reshape((b,) + a.shape[a.ndim - k :]) for a, k in zip(arrays, ndims, strict=True)]
     return type(sys)(*flat, dt=sys.dt)
 
 
@@ -80,12 +101,17 @@ def split_batch(sys, workers=None):
     """``sys`` as a list of flat chunks (one per worker thread, >= MIN_CHUNK systems each).
 
     An unbatched system is a one-element list holding itself.
+
+    Raises
+    ------
+    OptionError
+        ``workers`` (or ``$SYSRED_WORKERS``) is not a positive integer.
     """
+    workers = check_workers(workers)
     batch = sys.batch_shape
     if not batch:
         return [sys]
     size = int(np.prod(batch))
-    workers = default_workers() if workers is None else max(1, int(workers))
     n_chunks = max(1, min(workers, size // MIN_CHUNK))
     flat = _flat(sys)
     if n_chunks == 1:

@@ -9,6 +9,10 @@ class SysredError(ValueError):
     """Base class of every error sysred raises on bad input."""
 
 
+class NotASystemError(SysredError):
+    """Something other than a sysred system was passed where a system is needed."""
+
+
 class ShapeError(SysredError):
     """Matrices whose shapes do not make a state-space system (or batches that do not broadcast)."""
 
@@ -25,6 +29,18 @@ class OrderError(SysredError):
     """A requested reduced order is out of range or numerically meaningless."""
 
 
+class OptionError(SysredError):
+    """An option (``tol``, ``method``, ``backend``, ``workers``, ...) has an invalid value."""
+
+
+class IllConditionedError(SysredError):
+    """A result would be dominated by rounding errors (e.g. a near-defective eigenbasis)."""
+
+
+class IllConditionedWarning(UserWarning):
+    """A result may have lost many digits to an ill-conditioned step (e.g. an eigenbasis)."""
+
+
 class HSVTieError(OrderError):
     """The requested order splits a group of (numerically) equal Hankel singular values."""
 
@@ -35,3 +51,7 @@ class HSVTieWarning(UserWarning):
 
 class RankDeficientWarning(UserWarning):
     """The reduced order keeps Hankel singular values at round-off level (``strict=False``)."""
+
+
+class BackendWarning(UserWarning):
+    """A requested backend's result failed sysred's check; sysred's own algorithm was used."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from sysred._checks import require_system
-from sysred.errors import SysredError
+from sysred.errors import ShapeError, SysredError
 from sysred.systems import StateSpace, realify
 
 __all__ = ["from_control", "to_control", "from_pymor", "to_pymor"]
@@ -43,9 +43,12 @@ def to_control(sys):
         For complex systems (python-control is real-only: convert with ``sysred.realify``,
         which keeps the H-infinity norm and doubles every Hankel singular value) and for
         batches (index one entry first).
+    ShapeError
+        For systems without inputs or outputs, which python-control cannot represent.
     """
     import control
 
+    require_system(sys)
     if sys.batch_shape:
         raise SysredError(
             f"to_control converts one system; this is a batch of shape {sys.batch_shape}: "
@@ -55,6 +58,11 @@ def to_control(sys):
         raise SysredError(
             "python-control supports real systems only; convert with sysred.realify(sys) "
             "(same H-inf norm, each Hankel singular value twice)"
+        )
+    if sys.m == 0 or sys.p == 0:
+        raise ShapeError(
+            f"python-control cannot represent a system without inputs or outputs (m = {sys.m}, "
+            f"p = {sys.p}); keep it as a sysred system"
         )
     dense = realify(sys)
     return control.ss(dense.A, dense.B, dense.C, dense.D, 0 if dense.dt is None else dense.dt)

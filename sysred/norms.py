@@ -1,14 +1,16 @@
-"""System norms: H-infinity (certified level-set algorithm) and H2."""
+"""System norms: H-infinity (certified level-set algorithm, :mod:`sysred._levelset`) and H2."""
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg as sla
 
 from sysred._checks import require_stable, require_system
+from sysred._levelset import hinf_levelset
 from sysred._parallel import one_blas_thread
-from sysred.errors import ShapeError, SysredError
-from sysred.gramians import gramian_factors
-from sysred.systems import DiagonalStateSpace, StateSpace
+from sysred.errors import OptionError, ShapeError, SysredError
+from sysred.gramians import factors_with_tails, io_scaled
+from sysred.systems import DiagonalStateSpace, StateSpace, _ldexp
 
 __all__ = ["hinf_norm", "h2_norm", "difference", "bilinear_to_continuous", "peak_gain"]
 
@@ -18,11 +20,7 @@ def difference(G1, G2) -> StateSpace:
 
     ``A = blkdiag(A1, A2)``, ``B = [B1; B2]``, ``C = [C1, -C2]``, ``D = D1 - D2``.
     """
-    G1, G2 = require_system(G1).to_dense(), require_system(G2).to_dense()
-    if (G1.m, G1.p) != (G2.m, G2.p):
-        raise ShapeError(f"systems differ in (m, p): {(G1.m, G1.p)} vs {(G2.m, G2.p)}")
-    if G1.dt != G2.dt:
-        raise SysredError(f"systems differ in time domain: dt={G1.dt} vs dt={G2.dt}")
+    G1, G2 = (S.to_dense() for S in _compatible(G1, G2))
     batch = np.broadcast_shapes(G1.batch_shape, G2.batch_shape)
     n1, n2 = G1.n, G2.n
     dtype = np.result_type(G1.A, G2.A)
@@ -32,6 +30,32 @@ def difference(G1, G2) -> StateSpace:
     B = np.concatenate(_bcast(batch, G1.B, G2.B), axis=-2)
     C = np.concatenate(_bcast(batch, G1.C, -G2.C), axis=-1)
     return StateSpace(A, B, C, G1.D - G2.D, G1.dt)
+
+
+def _flat_batch(X, shape):
+    """``X`` (..., a, b) broadcast to ``shape`` and flattened to (prod(shape), a, b)."""
+    b = int(np.prod(shape, dtype=int))
+    return np.broadcast_to(X, shape + X.shape[-2:]).reshape((b,) + X.shape[-2:])
+
+
+def _compatible(G1, G2):
+    """Check that ``G1 - G2`` makes sense (same inputs, outputs, time domain; batch shapes
+    that broadcast); return both."""
+    require_system(G1), require_system(G2)
+    if (G1.m, G1.p) != (G2.m, G2.p):
+        raise ShapeError(
+            f"systems differ in (inputs m, outputs p): {(G1.m, G1.p)} vs {(G2.m, G2.p)}"
+        )
+    if G1.dt != G2.dt:
+        raise SysredError(f"systems differ in time domain: dt={G1.dt} vs dt={G2.dt}")
+    try:
+        np.broadcast_shapes(G1.batch_shape, G2.batch_shape)
+    except ValueError:
+        raise ShapeError(
+            f"batch shapes {G1.batch_shape} and {G2.batch_shape} do not broadcast: pass systems "
+            "with equal batch shapes (or one unbatched system)"
+        ) from None
+    return [G1, G2]
 
 
 def _bcast(batch, X1, X2):
@@ -46,111 +70,127 @@ def bilinear_to_continuous(sys) -> StateSpace:
     ``w = tan(theta / 2)``. Stability, the H-infinity norm and the Hankel singular values are
     preserved. Needs ``-1`` not to be a pole.
     """
-    sys = sys.to_dense()
+    sys = require_system(sys).to_dense()
     if not sys.is_discrete:
         raise SysredError("bilinear_to_continuous expects a discrete-time system")
     eye = np.eye(sys.n)
     ApI = sys.A + eye
-    X = np.linalg.solve(ApI, np.concatenate([sys.A - eye, sys.B], axis=-1))  # (..., n, n+m)
+    try:
+        X = np.linalg.solve(ApI, np.concatenate([sys.A - eye, sys.B], axis=-1))  # (..., n, n+m)
+        CAi = np.linalg.solve(ApI.swapaxes(-1, -2), sys.C.swapaxes(-1, -2)).swapaxes(-1, -2)
+    except np.linalg.LinAlgError:
+        raise SysredError(
+            "bilinear_to_continuous: z = -1 is a pole (A + I is singular), which the map sends "
+            "to s = infinity; sysred.hinf_norm needs no such map"
+        ) from None
     Ac, AiB = X[..., :, : sys.n], X[..., :, sys.n :]
-    CAi = np.linalg.solve(ApI.swapaxes(-1, -2), sys.C.swapaxes(-1, -2)).swapaxes(-1, -2)
     r2 = np.sqrt(2.0)
     return StateSpace(Ac, r2 * AiB, r2 * CAi, sys.D - sys.C @ AiB, None)
 
 
-def _sigma_max(A, B, C, D, w):
-    """Largest singular value of ``C (i w I - A)^{-1} B + D`` at each real ``w``."""
-    w = np.atleast_1d(np.asarray(w, dtype=float))
-    M = 1j * w[:, None, None] * np.eye(A.shape[0]) - A  # (k, n, n)
-    G = C @ np.linalg.solve(M, np.broadcast_to(B, (len(w),) + B.shape)) + D  # (k, p, m)
-    return np.linalg.norm(G, ord=2, axis=(-2, -1))
+def _check_tol(tol):
+    """``tol`` must be a real number in ``[0, 1)``."""
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.integer | np.floating):
+        raise OptionError(f"tol must be a number in [0, 1) such as 1e-10, got {tol!r}")
+    if not 0 <= tol < 1:  # NaN fails too
+        raise OptionError(f"tol must be a number in [0, 1) such as 1e-10, got {tol!r}")
+    return float(tol)
 
 
-def _hamiltonian(A, B, C, D, gamma):
-    """``H(gamma)``: ``i w`` is an eigenvalue iff gamma is a singular value of ``G(i w)``.
+def _exponent(X):
+    """``e`` with ``2^(e-1) <= max|X_ij| < 2^e`` (0 for an empty or zero ``X``)."""
+    big = float(np.max(np.abs(X))) if X.size else 0.0
+    return int(np.frexp(big)[1]) if big > 0 else 0
 
-    With ``R = gamma^2 I - D^H D`` and ``S = gamma^2 I - D D^H`` (gamma > ||D||):
-    ``H = [[F, gamma B R^{-1} B^H], [-gamma C^H S^{-1} C, -F^H]]``, ``F = A + B R^{-1} D^H C``.
-    Valid for complex data (conjugate transposes throughout).
+
+def _hinf_one(parts, D, discrete, tol):
+    """``(norm, frequency)`` of ``D + sum_k C_k (sI - A_k)^{-1} B_k`` (the parts of one
+    system, or of an error system ``G1 - G2``), scaled first by exact powers of two.
+
+    Each ``A_k`` is balanced by a diagonal similarity (LAPACK ``gebal``, powers of two) and, in
+    continuous time, all are time-scaled: ``G(s) = C (s~ I - A~)^{-1} (B / 2^a)`` with
+    ``A~ = A / 2^a`` and ``s = 2^a s~``. Then ``B``, ``C`` are scaled to entries of order
+    one, ``D`` by the same factor, and the norm is scaled back: the level set never sees
+    ``g^2`` overflow or underflow, whatever the magnitude of the data.
     """
-    m, p = B.shape[1], C.shape[0]
-    R = gamma**2 * np.eye(m) - D.conj().T @ D
-    S = gamma**2 * np.eye(p) - D @ D.conj().T
-    Ri = np.linalg.inv(R)
-    F = A + B @ Ri @ D.conj().T @ C
-    top = np.concatenate([F, gamma * (B @ Ri @ B.conj().T)], axis=1)
-    bottom = np.concatenate([-gamma * (C.conj().T @ np.linalg.solve(S, C)), -F.conj().T], axis=1)
-    return np.concatenate([top, bottom], axis=0)
-
-
-def _hinf_continuous(A, B, C, D, tol):
-    """Bruinsma-Steinbuch level-set iteration; returns (norm, peak frequency).
-
-    The result ``g`` is attained at some frequency (a lower bound) and the Hamiltonian at
-    level ``(1 + 2 tol) g`` has no imaginary-axis eigenvalue, which certifies
-    ``g <= ||G||_inf < (1 + 2 tol) g``. Complex systems: all real frequencies are searched,
-    negative ones included (no conjugate symmetry).
-    """
-    poles = np.linalg.eigvals(A)
-    # Starting frequencies: 0, near every pole's resonance (its imaginary part, with sign), and
-    # a coarse log grid of both signs. A good start matters beyond speed: when the start is
-    # ||D|| (peak "at infinity"), gamma^2 I - D^H D is nearly singular at the first level and
-    # the Hamiltonian's imaginary eigenvalues are computed too inaccurately to be seen.
-    mags = np.abs(poles[poles != 0]) if np.any(poles != 0) else np.ones(1)
-    grid = np.logspace(np.log10(mags.min()) - 2, np.log10(mags.max()) + 2, 40)
-    cands = np.unique(np.concatenate([[0.0], poles.imag, mags, -mags, grid, -grid]))
-    sig = _sigma_max(A, B, C, D, cands)
-    k = int(np.argmax(sig))
-    gamma_lb, w_peak = float(sig[k]), float(cands[k])
-    d_norm = float(np.linalg.norm(D, 2)) if D.size else 0.0
-    if d_norm >= gamma_lb:
-        gamma_lb, w_peak = d_norm, np.inf
-    if gamma_lb == 0.0:
-        return 0.0, 0.0
-    for _ in range(200):
-        gamma = (1.0 + 2.0 * tol) * gamma_lb
-        Hm = _hamiltonian(A, B, C, D, gamma)
-        ev = np.linalg.eigvals(Hm)
-        # loose test on purpose: a spurious candidate costs one evaluation, a missed one is a
-        # wrong answer (eigenvalues of an ill-conditioned H move by ~eps * ||H|| * cond)
-        axis_tol = np.maximum(1e-6 * np.maximum(1.0, np.abs(ev)), 1e-10 * np.linalg.norm(Hm, 1))
-        on_axis = np.abs(ev.real) <= axis_tol
-        w = np.sort(ev[on_axis].imag)
-        if w.size == 0:
-            break
-        mids = np.concatenate([(w[:-1] + w[1:]) / 2.0, w])
-        sig = _sigma_max(A, B, C, D, mids)
-        k = int(np.argmax(sig))
-        if sig[k] <= gamma_lb:  # only spurious (off-level) crossings left
-            break
-        gamma_lb, w_peak = float(sig[k]), float(mids[k])
-    return gamma_lb, w_peak
+    balanced = []
+    for A, B, C in parts:
+        if A.shape[0]:
+            _, (scale, _) = sla.matrix_balance(A, permute=False, separate=True)
+            A = A / scale[:, None] * scale[None, :]
+            B, C = B / scale[:, None], C * scale[None, :]
+        balanced.append((A, B, C))
+    ea = 0 if discrete else max(_exponent(A) for A, _, _ in balanced)
+    eb = max(_exponent(B) for _, B, _ in balanced) - ea
+    ec = max(_exponent(C) for _, _, C in balanced)
+    ed = eb + ec
+    if np.any(D != 0) and _exponent(D) - ed > 900:  # dynamics far below D's rounding: ||D||
+        e = _exponent(D)
+        g = np.ldexp(float(np.linalg.norm(_ldexp(D, -e), 2)), e)
+        return float(g), (0.0 if discrete else np.inf)
+    scaled = [
+        (_ldexp(A, -ea), _ldexp(B, -ea - eb), _ldexp(C, -ec)) for A, B, C in balanced if A.size
+    ]
+    g, w = hinf_levelset(scaled, _ldexp(D, -ed), discrete, tol)
+    with np.errstate(over="ignore"):
+        g = float(np.ldexp(g, ed))  # inf only if the norm itself exceeds the double range
+    if not discrete and np.isfinite(w):
+        w = float(np.ldexp(w, ea))
+    return g, w
 
 
 def hinf_norm(sys, other=None, tol=1e-10, return_frequency=False):
     """H-infinity norm ``sup_w sigma_max(G(i w))`` (ct) or ``sup_theta sigma_max(G(e^{i theta}))``.
 
-    Level-set (Boyd-Balakrishnan / Bruinsma-Steinbuch) iteration on the Hamiltonian, certified
-    to relative accuracy ``2 tol`` (not a frequency grid, which only gives a lower bound).
-    Discrete-time systems are mapped by :func:`bilinear_to_continuous`, which keeps the norm.
-    For complex systems the supremum is over *all* real frequencies.
+    Level-set (Boyd-Balakrishnan / Bruinsma-Steinbuch) iteration on the extended Hamiltonian
+    (ct) or symplectic (dt) pencil, directly in the system's own time domain (no bilinear map;
+    see :mod:`sysred._levelset`). The returned norm ``g`` is *certified*:
+
+    * attained: ``g = sigma_max(G)`` at the returned frequency, evaluated there (a lower bound);
+    * the pencil at level ``(1 + 2 tol) g`` has no eigenvalue on the imaginary axis (unit
+      circle) bounding an interval above that level (the upper bound
+      ``||G||_inf < (1 + 2 tol) g``), where every eigenvalue within ``1e-6`` of the axis
+      (circle), or without a mirrored partner (``-conj(l)``, resp. ``1/conj(l)``: rounding
+      moved it off), counts as on it.
+
+    Both hold up to the rounding error of evaluating ``G``, which no double-precision method
+    avoids: ``eps S`` with ``S = ||D|| + ||C|| ||X|| + ||Y|| ||B|| + ||Y|| ||A|| ||X||``,
+    ``X = (sI - A)^{-1} B``, ``Y = C (sI - A)^{-1}``, the first-order effect of one-ulp changes
+    of the data (``~eps ||G||`` for a well-conditioned system; the size of the parts for an
+    error system ``sys - other``, whose parts are evaluated apart; more next to a lightly
+    damped pole of a non-normal ``A``). Evaluations where that matters are refined in extended
+    precision, and the search maximises ``sigma_max - eps S``, so that rounding noise never
+    passes for a peak (see :mod:`sysred._levelset`). For complex systems the supremum is over
+    *all* real frequencies (all of ``(-pi, pi]`` in discrete time). Data of any finite
+    magnitude work: the system is scaled by exact powers of two first.
 
     Parameters
     ----------
     sys : StateSpace or DiagonalStateSpace
         Asymptotically stable; batched input gives one norm per batch entry.
     other : system, optional
-        If given, the norm of the error system ``sys - other``.
+        If given, the norm of the error system ``sys - other`` (same ``m``, ``p``, ``dt``;
+        batch shapes that broadcast).
     tol : float
-        Relative accuracy target.
+        Relative accuracy target, ``0 <= tol < 1``.
     return_frequency : bool
         Also return the peak frequency (rad per time unit; ``inf`` when the peak is at
-        infinity (ct) or the Nyquist frequency ``pi/dt`` (dt)).
+        infinity (ct); in ``(-pi/dt, pi/dt]`` (dt)).
 
     Returns
     -------
     norm : float or ndarray (batch shape)
+        ``||D||`` for a system without states (and 0 without inputs or outputs).
     freq : float or ndarray, only with ``return_frequency``
+
+    Raises
+    ------
+    UnstableSystemError
+        Some batch entry is not asymptotically stable.
+    ShapeError
+        ``sys`` and ``other`` differ in inputs, outputs or (non-broadcasting) batch shape.
+    OptionError
+        ``tol`` is not a number in ``[0, 1)``.
 
     Examples
     --------
@@ -158,29 +198,39 @@ def hinf_norm(sys, other=None, tol=1e-10, return_frequency=False):
     >>> G = sysred.StateSpace([[-1.0]], [[1.0]], [[1.0]])   # 1/(s+1): peak 1 at w = 0
     >>> round(sysred.hinf_norm(G), 12)
     1.0
+    >>> H = sysred.StateSpace([[-0.9]], [[1.0]], [[1.0]], dt=1.0)  # 1/(z+0.9): peak at z = -1
+    >>> norm, theta = sysred.hinf_norm(H, return_frequency=True)
+    >>> round(norm, 10), round(abs(theta), 10)
+    (10.0, 3.1415926536)
     """
-    if other is not None:
-        require_stable(other, "hinf_norm")
-        sys = difference(sys, other)
-    require_stable(sys, "hinf_norm")
-    disc = sys.is_discrete
-    G = bilinear_to_continuous(sys) if disc else sys.to_dense()
-    shape = G.batch_shape
-    flat = [G.A.reshape((-1,) + G.A.shape[-2:])] + [
-        X.reshape((-1,) + X.shape[-2:]) for X in (G.B, G.C, G.D)
-    ]
+    tol = _check_tol(tol)
+    systems = [require_system(sys)] if other is None else _compatible(sys, other)
+    for S in systems:
+        require_stable(S, "hinf_norm")
+    dense = [S.to_dense() for S in systems]
+    shape = np.broadcast_shapes(*(S.batch_shape for S in dense))
+    disc = dense[0].is_discrete
+    flat = [[_flat_batch(X, shape) for X in S._arrays()] for S in dense]  # [[A, B, C, D]]
     norms, freqs = [], []
-    for A, B, C, D in zip(*flat, strict=True):
+    for k in range(int(np.prod(shape, dtype=int))):
+        signs = (1.0, -1.0)[: len(flat)]
+        parts = [(A[k], B[k], sg * C[k]) for sg, (A, B, C, _) in zip(signs, flat, strict=True)]
+        D = flat[0][3][k] - (flat[1][3][k] if len(flat) > 1 else 0)
         with one_blas_thread():
-            g, w = _hinf_continuous(A, B, C, D, tol)
-        if disc:
-            w = 2.0 * np.arctan(w) / sys.dt if np.isfinite(w) else np.pi / sys.dt
+            g, w = _hinf_one(parts, D, disc, tol)
         norms.append(g)
-        freqs.append(w)
-    norms, freqs = np.array(norms).reshape(shape), np.array(freqs).reshape(shape)
+        freqs.append(w / dense[0].dt if disc else w)
+    norms = np.array(norms, dtype=float).reshape(shape)
+    freqs = np.array(freqs, dtype=float).reshape(shape)
     if not shape:
         norms, freqs = float(norms), float(freqs)
     return (norms, freqs) if return_frequency else norms
+
+
+def _fro(X):
+    """Frobenius norm over the last two axes, without overflow for huge entries."""
+    e = np.frexp(np.max(np.abs(X), axis=(-2, -1), initial=0.0))[1]
+    return np.ldexp(np.linalg.norm(_ldexp(X, -e[..., None, None]), axis=(-2, -1)), e)
 
 
 def h2_norm(sys, backend="auto"):
@@ -195,11 +245,13 @@ def h2_norm(sys, backend="auto"):
     require_stable(sys, "h2_norm")
     if not sys.is_discrete and np.any(sys.D != 0):
         raise SysredError("continuous-time H2 norm is infinite for a nonzero feed-through D")
-    R, _, _ = gramian_factors(sys, backend)
-    sq = np.sum(np.abs(sys.C @ R) ** 2, axis=(-2, -1))
+    # C P C^H with P = R R^H, from B / 2^eb and C / 2^ec (exact; no overflow in the squares)
+    scaled, eb, ec = io_scaled(sys)
+    R, _, _, _, _ = factors_with_tails(scaled, backend)
+    dyn = np.ldexp(np.linalg.norm(scaled.C @ R, axis=(-2, -1)), eb + ec)  # (...)
+    out = dyn
     if sys.is_discrete:
-        sq = sq + np.sum(np.abs(sys.D) ** 2, axis=(-2, -1))
-    out = np.sqrt(sq)
+        out = np.hypot(dyn, _fro(sys.D))
     return float(out) if not sys.batch_shape else out
 
 

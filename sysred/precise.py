@@ -46,7 +46,7 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
-from sysred.errors import SysredError
+from sysred.errors import OptionError, SysredError
 from sysred.lyapunov import _cauchy_rank1
 from sysred.systems import DiagonalStateSpace
 
@@ -73,7 +73,7 @@ def extended_precision_available() -> bool:
 def check_accuracy(accuracy, sys, horizon=None, rank_tol=None):
     """Validate an ``accuracy`` argument; return True for ``"high"``."""
     if accuracy not in ACCURACIES:
-        raise SysredError(f"accuracy must be one of {ACCURACIES}, got {accuracy!r}")
+        raise OptionError(f"accuracy must be one of {ACCURACIES}, got {accuracy!r}")
     if accuracy == "standard":
         return False
     if not isinstance(sys, DiagonalStateSpace):

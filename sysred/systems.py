@@ -20,9 +20,19 @@ against each other like numpy's. A batch shares ``n, m, p`` and ``dt``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from sysred.errors import NonFiniteError, ShapeError, SysredError
+from sysred._parallel import map_batch
+from sysred.errors import (
+    IllConditionedError,
+    IllConditionedWarning,
+    NonFiniteError,
+    OptionError,
+    ShapeError,
+    SysredError,
+)
 
 __all__ = ["StateSpace", "DiagonalStateSpace", "diagonalize", "realify", "real_part"]
 
@@ -47,6 +57,36 @@ def _as_float_array(x, name):
         where = tuple(int(i) for i in bad)
         raise NonFiniteError(f"{name} holds NaN or Inf (first at index {where})")
     return x
+
+
+def _pow2_exponent(X, axes):
+    """Per batch entry, ``e`` with ``max|X| < 2^e`` over ``axes`` (0 where ``X`` is zero)."""
+    big = np.max(np.abs(X), axis=axes, initial=0.0)
+    e = np.frexp(big)[1]
+    return np.where(big > 0, e, 0)
+
+
+def _ldexp(X, e):
+    """``X * 2^e`` exactly (barring under/overflow of the result); real or complex ``X``."""
+    if np.iscomplexobj(X):
+        return np.ldexp(X.real, e) + 1j * np.ldexp(X.imag, e)
+    return np.ldexp(X, e)
+
+
+def scaled_eig(A, vectors=False):
+    """Eigenvalues (and unit eigenvectors) of ``A`` (..., n, n), computed on ``A / 2^e``.
+
+    The scaling by a power of two per batch entry is exact and leaves the eigenvectors alone;
+    it keeps LAPACK's own scaling out of play (measured with this build's ``dgeev``: for
+    ``||A|| > ~1e138`` or ``< ~1e-138`` it returned eigenvalues off by up to 60 orders of
+    magnitude).
+    """
+    e = _pow2_exponent(A, (-2, -1))  # (...)
+    As = _ldexp(A, -e[..., None, None])
+    if vectors:
+        lam, V = np.linalg.eig(As)
+        return _ldexp(lam.astype(complex), e[..., None]), V
+    return _ldexp(np.linalg.eigvals(As).astype(complex), e[..., None])
 
 
 def _check_dt(dt):
@@ -252,7 +292,7 @@ class StateSpace(_LTIBase):
     def poles(self) -> np.ndarray:
         """Eigenvalues of ``A``, shape (..., n) (computed once, then cached)."""
         if self._poles is None:
-            self._poles = np.linalg.eigvals(self.A)
+            self._poles = scaled_eig(self.A) if self.n else np.zeros(self.A.shape[:-1], complex)
         return self._poles
 
     def transfer(self, s) -> np.ndarray:
@@ -356,17 +396,31 @@ class DiagonalStateSpace(_LTIBase):
         return f"DiagonalStateSpace({self._repr_fields()})"
 
 
-def diagonalize(sys) -> tuple[DiagonalStateSpace, np.ndarray]:
+#: :func:`diagonalize` warns above this eigenvector condition number (about half the digits of
+#: the modal form may be lost) ...
+COND_WARN = 1e8
+#: ... and refuses above this one by default (``max_cond``): the modal form then carries
+#: relative errors of ``eps * cond >= 1e-4``, and for a (nearly) defective ``A`` residues of size
+#: ``~cond`` that cancel only to rounding, so that anything computed from single modes
+#: (modal truncation, its bound) is meaningless.
+COND_MAX = 1e12
+
+
+def diagonalize(sys, max_cond=COND_MAX) -> tuple[DiagonalStateSpace, np.ndarray]:
     """Modal form: ``A = V diag(l) V^{-1}`` gives ``(diag(l), V^{-1} B, C V, D)``.
 
     The eigenvectors are normalised to unit 2-norm (near-optimal for the condition number
     among column scalings, van der Sluis), and ``cond_2(V)`` is returned: the factor by which
-    the modal form can amplify errors. Large values (say > 1e8) mean the diagonal form is a
-    poor basis for this system (near-defective ``A``), and this must be visible to the caller.
+    the modal form can amplify errors (its entries are accurate to about ``eps * cond``).
+    Above ``1e8`` an :class:`IllConditionedWarning` is issued; above ``max_cond`` (default
+    ``1e12``) the modal form is refused: ``A`` is then (nearly) defective, e.g. a Jordan block,
+    and the modal form's residues are huge and cancel only to rounding.
 
     Parameters
     ----------
     sys : StateSpace or DiagonalStateSpace
+    max_cond : float
+        Largest eigenvector condition number accepted (``np.inf``: never refuse).
 
     Returns
     -------
@@ -374,6 +428,15 @@ def diagonalize(sys) -> tuple[DiagonalStateSpace, np.ndarray]:
         Complex in general, even for real input.
     cond : ndarray, shape batch_shape
         2-norm condition number of the eigenvector matrix (1.0 for diagonal input).
+
+    Raises
+    ------
+    IllConditionedError
+        ``cond > max_cond`` in some batch entry (a nearly defective ``A``): use a method that
+        needs no eigenvectors (:func:`sysred.balanced_truncation`), or pass
+        ``max_cond=np.inf`` to get the modal form anyway.
+    NotASystemError
+        ``sys`` is not a sysred system.
 
     Examples
     --------
@@ -383,15 +446,52 @@ def diagonalize(sys) -> tuple[DiagonalStateSpace, np.ndarray]:
     >>> bool(np.allclose(modal.transfer([1j]), G.transfer([1j])))
     True
     """
+    from sysred._checks import require_system
+
+    require_system(sys)
+    if not (isinstance(max_cond, int | float | np.integer | np.floating) and max_cond >= 1):
+        raise OptionError(f"max_cond must be a number >= 1 (or np.inf), got {max_cond!r}")
     if isinstance(sys, DiagonalStateSpace):
         return sys, np.ones(sys.batch_shape)
-    poles, V = np.linalg.eig(sys.A)  # (..., n), (..., n, n)
-    cond = np.linalg.cond(V)
-    if not np.all(np.isfinite(cond)):
-        raise SysredError("A is not diagonalisable (singular eigenvector matrix)")
-    B = np.linalg.solve(V, sys.B)  # (..., n, m)
-    C = sys.C @ V  # (..., p, n)
+    if sys.n == 0:
+        return DiagonalStateSpace(sys.poles, sys.B, sys.C, sys.D, sys.dt), np.ones(sys.batch_shape)
+    if sys.batch_shape:  # batch chunks on sysred's worker threads (eig frees the GIL)
+        poles, B, C, cond = map_batch(_modal_form, sys)
+    else:
+        poles, B, C, cond = _modal_form(sys)
+    worst = float(np.max(cond))
+    if not np.isfinite(worst):
+        raise IllConditionedError(
+            "A is defective (its eigenvector matrix is singular): it has no modal form. Use "
+            "sysred.balanced_truncation, which needs no eigenvectors."
+        )
+    if not worst <= max_cond:
+        raise IllConditionedError(
+            f"A is (nearly) defective: its eigenvector matrix has condition number {worst:.3g} "
+            f"> max_cond = {max_cond:.3g}, so the modal form (huge residues that cancel only to "
+            "rounding) means nothing. Use sysred.balanced_truncation, which needs no "
+            "eigenvectors, or pass max_cond=np.inf to get the modal form anyway."
+        )
+    if worst > COND_WARN:
+        warnings.warn(
+            f"the eigenvector matrix has condition number {worst:.3g}: the modal form may have "
+            f"lost about {np.log10(worst):.0f} of its 16 digits",
+            IllConditionedWarning,
+            stacklevel=2,
+        )
     return DiagonalStateSpace(poles, B, C, sys.D, sys.dt), cond
+
+
+def _modal_form(sys):
+    """``(poles, V^{-1} B, C V, cond_2(V))`` of a (flat batch of) dense system(s); ``cond`` is
+    inf where ``V`` is singular (``B``, ``C`` are then meaningless and the caller refuses)."""
+    poles, V = scaled_eig(sys.A, vectors=True)  # (..., n), (..., n, n)
+    with np.errstate(all="ignore"):
+        sv = np.linalg.svd(V, compute_uv=False)  # (..., n)
+        cond = np.where(sv[..., -1] > 0, sv[..., 0] / sv[..., -1], np.inf)
+    if not np.all(np.isfinite(cond)):
+        return poles, sys.B, sys.C, cond
+    return poles, np.linalg.solve(V, sys.B), sys.C @ V, cond  # (..., n), (..., n, m), (..., p, n)
 
 
 def realify(sys) -> StateSpace:
@@ -403,7 +503,9 @@ def realify(sys) -> StateSpace:
     are those of the complex system, each twice. This is how real-only oracles (SLICOT)
     check complex results. A real system is returned unchanged (as a dense ``StateSpace``).
     """
-    dense = sys.to_dense()
+    from sysred._checks import require_system
+
+    dense = require_system(sys).to_dense()
     if not dense.is_complex:
         return dense
 

@@ -67,7 +67,7 @@ BAD_VALUES = [
     ("model.name=transformer", "model.name = 'transformer': expected one of 's4'"),
     ("model.d_sate=3", "unknown key model.d_sate; known: ['d_hidden', 'd_model', 'd_state'"),
     ("model.d_output=5", "model.d_output is set from the task; remove it"),
-    ("task.name=listopz", "task.name = 'listopz': expected one of 'aan', 'cifar', 'digits'"),
+    ("task.name=listopz", "task.name = 'listopz': expected one of 'aan', 'acsf1', 'cifar'"),
     ("task.name=123", "task.name = 123: expected one of 'aan'"),
     ("task.data_dir=[1]", "task.data_dir = [1]: expected a path, or null"),
     ("run.init_from=[1]", "run.init_from = [1]: expected a path, or null"),

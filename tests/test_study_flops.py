@@ -60,7 +60,9 @@ def test_forward_total_by_hand():
     BLH = B * L * H  # 8
     encoder = 2 * 8 * 1 + 8  # matmul (2 per MAC, 8 MACs) + bias
     norm = 8 * 8
-    kernel = (2 + 5 + 8) * (H * N * L) + 25 * H * N  # 15 * 24 + 150
+    b, q = 2, 2  # blocked powers: ceil(sqrt(4)) taps per block, 2 blocks
+    # b + q complex exps (exponent 2 + exp 5), coefficients 6 per block, product (q,2N)@(2N,b)
+    kernel = H * N * (7 * (b + q) + 6 * q + 4 * q * b) + 25 * H * N  # 6 * 56 + 150
     fft8 = 2.5 * 8 * 3  # real FFT of 2L = 8 points: 2.5 n log2 n
     # forward FFTs of u (B H = 2 rows) and K (H = 2 rows), inverse FFT of u*K (2 rows), product
     conv = (2 + 2 + 2) * fft8 + 6 * H * (L + 1)
@@ -70,7 +72,7 @@ def test_forward_total_by_hand():
     want = encoder + norm + kernel + conv + skip + act + out_lin + res + pool + decoder
     got = flops.forward_flops(cfg, L=L, batch=B)
     assert got.total == pytest.approx(want, rel=1e-15)
-    assert got.kernel == 15 * 24 + 150 and got.conv == pytest.approx(6 * 60 + 60)
+    assert got.kernel == 6 * 56 + 150 and got.conv == pytest.approx(6 * 60 + 60)
     # a training step: forward + backward (2x) + AdamW/clipping per parameter
     P = flops.n_params(cfg)
     assert P == (1 * 2 + 2) + (2 * 3 + 2 + 2 * 2 * 3 + 2 + 2 * 2 + 2 + 2 * 2) + (2 * 2 + 2)
