@@ -116,6 +116,27 @@ def test_claim_d_picks_the_cheapest_tied_arm():
     assert set(d["front"]) == {"hippo", "hippo-flops", "hippo-wall"}
 
 
+def test_claim_d_needs_the_mean_within_the_margin_not_only_an_insignificant_test():
+    # a cheap group 20 points lower but with a wide seed spread: Welch cannot separate it
+    # from the best at these seed counts, yet it is no substitute for the best model
+    rows = [{k: str(v) for k, v in r.items()} for r in synthetic_rows()]
+    noisy = [0.40, 0.95, 0.60, 0.80]
+    rows += [
+        {k: str(v) for k, v in _row("a", "shared", 8, s, noisy[s], 0.5e9, 5).items()} for s in SEEDS
+    ]
+    d = {x["r"]: x for x in report.claim_d(rows)}[8]
+    best = d["means"][d["best"]]
+    assert (
+        report.welch(
+            [float(r["test_acc"]) for r in rows if r["group"] == "shared"],
+            [float(r["test_acc"]) for r in rows if r["group"] == d["best"] and r["r"] == "8"],
+        )["verdict"]
+        == "no significant difference"
+    )
+    assert best - d["means"]["shared"] > report.TIE_MARGIN
+    assert "shared" not in d["tied"] and d["cheapest_flops"] == "hippo-flops"
+
+
 def test_pareto_front():
     pts = [(1, 0.5, "a"), (2, 0.7, "b"), (3, 0.6, "c"), (2, 0.7, "d"), (4, 0.9, "e")]
     assert set(report.pareto_front(pts)) == {"a", "b", "d", "e"}
