@@ -177,7 +177,7 @@ PRESETS: dict[str, dict] = {
                     pre_epochs=20,
                     main_epochs=8,
                     corr_epochs=[5, 10],
-                    wall_ratio={16: 2.16, 4: 2.78},
+                    wall_ratio={16: 1.12, 4: 1.16},
                 ),
             ),
             "pathfinder16": task_spec(
@@ -187,7 +187,7 @@ PRESETS: dict[str, dict] = {
                     main_epochs=10,
                     corr_epochs=[4, 8],
                     corr_seeds=[],
-                    wall_ratio={16: 1.85, 4: 2.40},
+                    wall_ratio={16: 1.09, 4: 1.12},
                 ),
             ),
             "osuleaf": task_spec(
@@ -196,7 +196,7 @@ PRESETS: dict[str, dict] = {
                     pre_epochs=50,
                     main_epochs=20,
                     corr_epochs=[12, 25],
-                    wall_ratio={16: 2.34, 4: 3.51},
+                    wall_ratio={16: 1.08, 4: 1.21},
                 ),
             ),
         },
