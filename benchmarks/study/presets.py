@@ -150,11 +150,11 @@ PRESETS: dict[str, dict] = {
     # lr; Pathfinder at SSM lr 1e-2 has 90 % of its gain by epoch 8 -> 20 / 15 / 50 epochs with
     # a cosine schedule), main training at the knee of the BT -> r curve (7 / 15 / 17 -> 8 / 10
     # / 20; Pathfinder cut from 15 to fit the budget). wall_ratio: CPU seconds per epoch at N
-    # over those at r, interleaved in one process (cost-cpu.md). Budget (probes.budget): every
-    # arm's epochs x the CPU seconds per epoch of its model (CPU seconds = an idle core's time;
-    # the machine was at load 5-6, wall = 3-4x CPU), plus its evaluations, scheduled as the
-    # runner schedules (table order, parents first, 2 workers): ~5.4 h serial, ~2.7 h with
-    # --jobs 2 on an idle 2-core machine. Left out: ACSF1 (trains to ~50 % only with this model,
+    # over those at r, interleaved in one process (cost-cpu.md, blocked-power kernel: 1.08-1.21;
+    # the exp kernel's 1.85-3.51 are in cost-cpu-oldkernel.md). Budget (probes.budget): every
+    # arm's epochs x the CPU seconds per epoch of its model (CPU seconds = an idle core's time),
+    # plus its evaluations, scheduled as the runner schedules (table order, parents first, 2
+    # workers): ~2.7 h serial, ~1.3 h with --jobs 2 on an idle 2-core machine (budget-cpu.md). Left out: ACSF1 (trains to ~50 % only with this model,
     # study-probes/README.md), the `cont` arms and Pathfinder's extra correlation seeds;
     # Pathfinder is 16x16 (24x24 costs 2.2x and 32x32 3.8x as much per epoch).
     "cpu": {
