@@ -628,8 +628,13 @@ def balanced_truncation(
       ``W = Y (X^H Y)^{-1}``; the same transfer function, better conditioned projection when
       ``Sigma_r`` spans many decades, not balanced.
 
-    Then ``A_r = W^H A T``, ``B_r = W^H B``, ``C_r = C T``, ``D_r = D``. For a stable system with
-    ``sigma_r > sigma_{r+1}``, the reduced system is stable and
+    Then ``A_r = W^H A T``, ``B_r = W^H B``, ``C_r = C T``, ``D_r = D``; for dense ``A`` these
+    products are formed in twice the working precision (:mod:`sysred._compensated`): when
+    ``A`` is far from normal they cancel, and in double precision they moved small, lightly
+    damped reduced poles enough to put the error 2-40x above the bound and SLICOT ``AB09AD``'s.
+    At ``order = n`` nothing is truncated and the result is ``sys`` itself (``T = W = I``,
+    error 0); :meth:`BTReductor.balanced_realization` gives the balanced realisation. For a
+    stable system with ``sigma_r > sigma_{r+1}``, the reduced system is stable and
 
     ``sigma_{r+1} <= ||G - G_r||_inf <= 2 * (sum of the distinct sigma_i, i > r)``
 
