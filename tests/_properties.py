@@ -8,11 +8,18 @@ reduces it by sysred's balanced truncation at a random admissible order r and ch
 
 * ``stable``  -- the reduced model is asymptotically stable;
 * ``lower``   -- ``sigma_{r+1} <= ||G - G_r||_inf + 10 n eps ||G|| + noise``;
-* ``upper``   -- ``||G - G_r||_inf <= bound + 10 n eps ||G||`` (the issue's criterion), or
-  ``<= 2x`` the error of SLICOT ``AB09AD``'s reduced model at the same order (the best of
-  square-root and balancing-free, with and without scaling: the strongest form of that
-  anchor), or ``<= bound + 10 n eps ||G|| + noise``. Which alternative held is recorded
-  (``upper_by``) and counted in the report;
+* ``upper``   -- the issue's criterion, literally: ``||G - G_r||_inf <= bound + 10 n eps ||G||``
+  or ``<= 2x`` the error of SLICOT ``AB09AD``'s reduced model at the same order by the same
+  method (sysred's default ``method="sqrt"`` is AB09AD's ``job='B'``, square-root balance and
+  truncate; the better of AB09AD with and without its scaling ``equil``; a variant that
+  returned another order than the one asked for is no candidate, and with none left only the
+  bound counts). AB09AD's balancing-free variant (``job='N'``) is recorded beside it
+  (``ab09ad_any_err``: the best of all four) and systems more than 2x above that are counted
+  (``vs any``), not failed: on the 5,000 seeds 3 diagonal systems are, all where every model's
+  error is below the one-ulp rounding of its own matrices and AB09AD's variants differ by
+  4x. No allowance for the data's rounding sensitivity.
+  When the second alternative was needed it is recorded (``upper_by``) and counted. At
+  ``r = n`` sysred returns ``G`` itself (error 0 = the bound);
 * ``cert``    -- both returned H-infinity norms (``||G||`` and ``||G - G_r||``) are attained at
   the returned frequency (sigma_max there, evaluated independently, equals the norm) and no
   frequency on a grid through the poles' resonances exceeds them, to ``1e-9`` relative plus
@@ -29,8 +36,9 @@ reduces it by sysred's balanced truncation at a random admissible order r and ch
 ``noise = 10 eps max_w S(w)`` (:func:`sensitivity`) is how far one-ulp perturbations of the
 data can move ``G`` at any frequency: every backward-stable algorithm (``AB09AD`` included)
 computes balanced truncation and HSVs of some system that close to ``G``, so no double
-precision result can be held to less. For well-conditioned systems it is ``~10 eps ||G||``;
-with eigenvector conditioning 1e4 and lightly damped poles it reaches ``1e-6 ||G||`` and more.
+precision HSV can be held to less (the ``lower`` and ``hsv`` checks allow it; ``upper`` does
+not). For well-conditioned systems it is ``~10 eps ||G||``; with eigenvector conditioning 1e4
+and lightly damped poles it reaches ``1e-6 ||G||`` and more.
 
 Complex systems go to SLICOT through :func:`sysred.realify` (order 2n, every HSV twice).
 Used by ``tests/test_sysred_property_check.py`` (slow) and ``benchmarks/sysred_properties.py``.
@@ -391,10 +399,13 @@ def _isolated(fn, *args):
 def slicot_oracles(G, r):
     """SLICOT's answers for ``G`` at order ``r``: ``(ab09ad_err, hsv, ab13dd)``.
 
-    ``ab09ad_err`` is the smallest ``||G - G_r||_inf`` over AB09AD's square-root and
-    balancing-free truncations, each with and without its scaling (``equil``), at order ``r``
-    (``2r`` for a complex system, through :func:`sysred.realify`); ``hsv`` AB09AD's HSVs
-    (``job='B'``); ``ab13dd`` AB13DD's ``(norm, frequency)`` of ``G``.
+    ``ab09ad_err`` is the smallest ``||G - G_r||_inf`` over AB09AD's square-root truncations
+    (``job='B'``, sysred's default method), with and without its scaling (``equil``), that returned
+    order ``r`` (``2r`` for a complex system, through :func:`sysred.realify`); ``inf`` if none
+    did (AB09AD lowers the order to its numerical minimal order when the HSVs beyond it are
+    below its tolerance: a model of lower order is not a comparison "at that order").
+    ``hsv`` AB09AD's HSVs (``job='B'``); ``ab13dd`` AB13DD's ``(norm, frequency)`` of ``G``;
+    ``ab09ad_any`` the smallest error over the balancing-free variants too (``job='N'``).
     """
     twice = 2 if G.is_complex else 1
     got = _isolated(_slycot_calls, G, twice * r)
@@ -402,15 +413,17 @@ def slicot_oracles(G, r):
         got = _isolated(_slycot_calls, G, twice * r, ("B",)) or ({}, None)
     variants, norm = got
     Gr = sysred.realify(G)
-    best = np.inf
-    for nr, Ar, Br, Cr, _ in variants.values():
-        red = sysred.StateSpace(Ar, Br, Cr, Gr.D, Gr.dt) if nr else None
+    best = {"B": np.inf, "N": np.inf}
+    for (job, _), (nr, Ar, Br, Cr, _) in variants.items():
+        if nr != twice * r:  # AB09AD chose another order: not a comparison at this order
+            continue
+        red = sysred.StateSpace(Ar, Br, Cr, Gr.D, Gr.dt)
         try:
-            best = min(best, float(sysred.hinf_norm(Gr, red)) if nr else np.inf)
+            best[job] = min(best[job], float(sysred.hinf_norm(Gr, red)))
         except sysred.SysredError:
             continue
     hsv = variants[("B", "N")][4] if ("B", "N") in variants else None
-    return best, hsv, norm
+    return best["B"], hsv, norm, min(best.values())
 
 
 # ----------------------------------------------------------------------------- the check
@@ -466,6 +479,8 @@ def check_system(seed, oracle_every=10):
         sigma_next = hsv[r] if r < G.n else 0.0
         if sigma_next > err + slack + noise:
             fail("lower", f"sigma_r+1 = {sigma_next:.6g} > error {err:.6g} + {slack + noise:.2g}")
+        elif sigma_next > err + slack:
+            rec["lower_by_noise"] = True
         why = certify([G], gnorm, gfreq, grid=grid_response(G))
         if why is None:
             why = certify([G, Gr], err, efreq)
@@ -473,18 +488,18 @@ def check_system(seed, oracle_every=10):
             fail("cert", why)
         oracles = slicot_oracles(G, r) if rec["oracle"] or err > res.bound + slack else None
         if oracles is not None:
-            rec["ab09ad_err"] = oracles[0]
-        if err > res.bound + slack:  # the literal criterion fails: which alternative holds?
+            rec["ab09ad_err"], rec["ab09ad_any_err"] = oracles[0], oracles[3]
+        if err > res.bound + slack:  # above the bound: within 2x AB09AD at the same order?
             ref = oracles[0]
             if err <= 2 * ref:
                 rec["upper_by"] = "ab09ad"
-            elif err <= res.bound + slack + noise:
-                rec["upper_by"] = "noise"
+                rec["above_any"] = bool(err > 2 * oracles[3])
             else:
                 fail(
                     "upper",
-                    f"error {err:.6g} > bound {res.bound:.6g} + {slack:.2g} + {noise:.2g} and > "
-                    f"2x AB09AD {ref:.6g} (||G|| = {gnorm:.6g}, r = {r})",
+                    f"error {err:.6g} > bound {res.bound:.6g} + {slack:.2g} and > 2x AB09AD "
+                    f"{ref:.6g} (||G|| = {gnorm:.6g}, r = {r}; data rounding sensitivity "
+                    f"{noise:.2g})",
                 )
         if rec["oracle"]:
             _compare_oracles(G, hsv, gnorm, gfreq, oracles, rec, fail)
@@ -495,7 +510,7 @@ def check_system(seed, oracle_every=10):
 
 def _compare_oracles(G, hsv, gnorm, gfreq, oracles, rec, fail):
     twice = 2 if G.is_complex else 1
-    _, ref_hsv, got = oracles
+    _, ref_hsv, got, _ = oracles
     if ref_hsv is not None:
         ours = np.repeat(hsv, twice)
         k = min(len(ours), len(ref_hsv))
@@ -527,11 +542,13 @@ def _compare_oracles(G, hsv, gnorm, gfreq, oracles, rec, fail):
 
 def summarize(records):
     """The table: per kind, systems checked and violations per check (and in total), then how
-    often the upper bound needed its alternatives (``by AB09AD``: within 2x AB09AD's error;
-    ``by noise``: within the data's rounding sensitivity)."""
+    often the upper bound needed its alternative (``by AB09AD``: above the bound, within 2x
+    AB09AD's error at the same order), how many of those are more than 2x above the best of all
+    four AB09AD variants (``vs any``: counted, not failed), and how often ``lower`` held only
+    within the data's rounding sensitivity (``lower~``)."""
     lines = []
     head = f"{'kind':18} {'systems':>7} {'reduced':>7} " + " ".join(f"{c:>6}" for c in CHECKS)
-    lines.append(head + f" {'viol.':>6} {'by AB09AD':>9} {'by noise':>8}")
+    lines.append(head + f" {'viol.':>6} {'by AB09AD':>9} {'vs any':>6} {'lower~':>6}")
     groups = list(KINDS) + ["all"]
     for kind in groups:
         rs = [r for r in records if kind == "all" or r["kind"] == kind]
@@ -539,7 +556,8 @@ def summarize(records):
         bad = sum(bool(r["violations"]) for r in rs)
         reduced = sum(r.get("r") is not None for r in rs)
         by_ab = sum(r.get("upper_by") == "ab09ad" for r in rs)
-        by_noise = sum(r.get("upper_by") == "noise" for r in rs)
+        by_noise = sum(bool(r.get("lower_by_noise")) for r in rs)
+        above_any = sum(bool(r.get("above_any")) for r in rs)
         row = f"{kind:18} {len(rs):7d} {reduced:7d} " + " ".join(f"{c:6d}" for c in counts)
-        lines.append(row + f" {bad:6d} {by_ab:9d} {by_noise:8d}")
+        lines.append(row + f" {bad:6d} {by_ab:9d} {above_any:6d} {by_noise:6d}")
     return "\n".join(lines)

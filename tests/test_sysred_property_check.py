@@ -3,7 +3,7 @@
 Kinds (dense real ct/dt, dense complex ct/dt, complex diagonal ct/dt), SISO and MIMO, n = 1..40,
 eigenvector conditioning up to 1e4, random / graded / clustered / near-boundary poles; for every
 system the reduced model is stable, ``sigma_{r+1} <= ||G - G_r|| <= bound + 10 n eps ||G||``
-(or within 2x SLICOT AB09AD's error, or within the data's rounding sensitivity), every
+(or within 2x SLICOT AB09AD's error at the same order: the issue's criterion, literally), every
 H-infinity norm is attained at its returned frequency and not exceeded on a grid, and on every
 10th system the HSVs and the norm agree with AB09AD / AB13DD. See tests/_properties.py for the
 exact criteria; benchmarks/sysred_properties.py prints the same check as a table.

@@ -132,10 +132,11 @@ def test_continuous_hinf_with_peak_at_infinity_and_near_norm_d():
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("discrete", [False, True])
 def test_bt_at_full_order_is_exact_to_rounding(seed, discrete):
-    # r = n: the bound is 0; the projection's W^H T = I must hold to rounding, or the
-    # "reduced" model differs from G by eps * sigma_1 / sigma_n (seen: 1e-8 ||G||)
+    # the balanced realisation (the projection at r = n, which reduce(n) returned before it
+    # returned G itself): W^H T = I must hold to rounding, or it differs from G by
+    # eps * sigma_1 / sigma_n (seen: 1e-8 ||G||)
     G = random_dense(np.random.default_rng(seed), 12, 2, 2, discrete=discrete)
-    res = sysred.balanced_truncation(G, order=G.n)
+    res = sysred.BTReductor(G).balanced_realization()
     err, gn = sysred.hinf_norm(G, res.system), sysred.hinf_norm(G)
     assert err <= 10 * G.n * np.finfo(float).eps * gn
     W, T = res.W, res.T
