@@ -154,8 +154,9 @@ PRESETS: dict[str, dict] = {
     # the exp kernel's 1.85-3.51 are in cost-cpu-oldkernel.md). Budget (probes.budget): every
     # arm's epochs x the CPU seconds per epoch of its model (CPU seconds = an idle core's time),
     # plus its evaluations, scheduled as the runner schedules (table order, parents first, 2
-    # workers): ~2.7 h serial, ~1.3 h with --jobs 2 on an idle 2-core machine (budget-cpu.md). Left out: ACSF1 (trains to ~50 % only with this model,
-    # study-probes/README.md), the `cont` arms and Pathfinder's extra correlation seeds;
+    # workers): ~2.7 h serial, ~1.3 h with --jobs 2 on an idle 2-core machine (budget-cpu.md).
+    # Left out: ACSF1 (trains to ~50 % only with this model, study-probes/README.md), the `cont`
+    # arms and Pathfinder's extra correlation seeds;
     # Pathfinder is 16x16 (24x24 costs 2.2x and 32x32 3.8x as much per epoch).
     "cpu": {
         "threads": 1,
