@@ -454,8 +454,9 @@ def markdown(rows: list[dict], skipped: list[dict], title: str, preset: dict | N
         proto = preset.get("protocol", {})
         md += [
             f"Protocol: seeds {proto.get('seeds')}, ranks {proto.get('ranks')}, pre-training "
-            f"{proto.get('pre_epochs')} epochs, main training {proto.get('main_epochs')} epochs "
-            f"(cosine schedule each), Skew-HiPPO budgets {proto.get('scratch_budgets')}. "
+            f"{proto.get('pre_epochs') or 'per task (below)'} epochs, main training "
+            f"{proto.get('main_epochs') or 'per task (below)'} epochs (cosine schedule each), "
+            f"Skew-HiPPO budgets {proto.get('scratch_budgets')}. "
             "Test accuracy at the best validation epoch, in %, mean ± sample std over seeds "
             "(n seeds). FLOPs are analytic (`s4dss.flops`: training steps + validation); "
             "*total* adds the arm's ancestry (a reduced model is charged its pre-training); "
