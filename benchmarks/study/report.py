@@ -77,7 +77,12 @@ LABELS = {
 FULL = ("pre", "cont", "regpre", "lrpre")
 ORDER = list(LABELS)
 # tab10 without its grey (the rank markers are grey), then a few more
-PALETTE = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9", "navy", "olive", "teal", "k"]
+# 20 distinguishable colours (matplotlib's tab20, dark shades first): a full study has ~19 groups
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+    "#f7b6d2", "#000000", "#dbdb8d", "#9edae5",
+]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- statistics
