@@ -396,6 +396,25 @@ def _isolated(fn, *args):
         return None
 
 
+def _spawned(fn, *args):
+    """``fn(*args)`` in a freshly started interpreter; ``None`` if it dies.
+
+    A forked child inherits the parent's heap, so whether AB09AD (``job='N'``) corrupts it
+    depends on what ran before (seen in CI after ~800 tests, never in a fresh process); a
+    spawned one starts clean.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            return None
+
+
 def slicot_oracles(G, r):
     """SLICOT's answers for ``G`` at order ``r``: ``(ab09ad_err, hsv, ab13dd)``.
 
@@ -409,7 +428,9 @@ def slicot_oracles(G, r):
     """
     twice = 2 if G.is_complex else 1
     got = _isolated(_slycot_calls, G, twice * r)
-    if got is None:  # the child died: retry without the balancing-free variant
+    if got is None:  # the child died: once more in a fresh interpreter, whose heap is clean
+        got = _spawned(_slycot_calls, G, twice * r)
+    if got is None:  # it died there too: without the balancing-free variant
         got = _isolated(_slycot_calls, G, twice * r, ("B",)) or ({}, None)
     variants, norm = got
     Gr = sysred.realify(G)
