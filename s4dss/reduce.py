@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -267,6 +268,75 @@ def _install(new: DSS, params, old: DSS) -> None:
     new._step_params = None  # the copied step cache belongs to the old kernel
 
 
+def _reduce_layer(plan, order: int, score, new: DSS, strict: bool, L: int) -> LayerReport:
+    """Reduce one planned layer into its copy ``new`` and measure what that did."""
+    params, result = _named(plan.name, plan.reduce, order, strict)
+    _install(new, params, plan.layer)
+    bound = getattr(result, "bound", None)
+    return LayerReport(
+        name=plan.name,
+        n=plan.N,
+        order=new.N,
+        hsv=plan.hsv,
+        bound=None if bound is None else np.broadcast_to(bound, (plan.H,)).copy(),
+        kernel_error=kernel_errors(plan.layer, new, L),
+        kernel_norm=kernel_norms(plan.layer, L),
+        cond=params.cond,
+        params_before=_n_params(plan.layer),
+        params_after=_n_params(new),
+        score=score,
+    )
+
+
+class _LayerPool:
+    """Layers on sysred's worker threads, one layer per thread.
+
+    Every step of a layer's reduction (factors, SVD, projection, diagonalisation, kernel
+    errors) is a batch over its ``H`` channels. sysred can split one batch over its workers,
+    but between the steps the work is serial (Python, small arrays); with one layer per thread
+    (and ``sysred.worker_threads(1)`` inside) every step of every layer runs in parallel. With
+    fewer layers than workers, the layers run one after the other and sysred splits each.
+    """
+
+    def __init__(self, n_layers: int):
+        self.threads = min(sysred._parallel.default_workers(), n_layers)
+        self._pool = None
+
+    def __enter__(self):
+        if self.threads > 1:
+            self._blas = sysred._parallel.one_blas_thread()
+            self._blas.__enter__()
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="s4dss-reduce")
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._blas.__exit__(*exc)
+        return False
+
+    def submit_each(self, fn, items) -> list[Future]:
+        """``fn(item)`` for every item: futures, in order (run here if single-threaded)."""
+        if self._pool is None:
+            return [_done(fn, item) for item in items]
+
+        def one_thread(item):
+            with sysred.worker_threads(1):
+                return fn(item)
+
+        return [self._pool.submit(one_thread, item) for item in items]
+
+
+def _done(fn, item) -> Future:
+    """A future already holding ``fn(item)`` (or its exception)."""
+    future = Future()
+    try:
+        future.set_result(fn(item))
+    except BaseException as err:  # noqa: BLE001 - re-raised by .result(), as from a thread
+        future.set_exception(err)
+    return future
+
+
 def _warn_if_larger(report: ReductionReport, shareable: bool) -> None:
     """:class:`ParameterIncreaseWarning` if the model grew (``shareable``: some layer had shared
     poles and was reduced per channel, which is the usual cause)."""
@@ -387,38 +457,26 @@ def reduce(
     _check_finite(layers)
     if normalise not in NORMALISATIONS:
         raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
-    plans = [make_plan(name, layer, method, L, poles, horizon, rank_tol) for name, layer in layers]
-    scores = [None] * len(plans)
-    if rank is not None:
-        orders = [int(rank)] * len(plans)
-    elif tol is not None:
-        orders = [_named(plan.name, plan.order_for, tol) for plan in plans]
-    else:
-        orders, scores = _budget_orders(model, plans, budget, param_budget, strict, normalise)
-    reduced = copy.deepcopy(model)
-    report = ReductionReport(method, int(L), params_before=_n_params(model), poles=poles)
-    if budget is not None or param_budget is not None:
-        report.budget, report.param_budget, report.normalise = budget, param_budget, normalise
-    news = [new for _, new in dss_layers(reduced)]
-    for plan, order, score, new in zip(plans, orders, scores, news, strict=True):
-        params, result = _named(plan.name, plan.reduce, order, strict)
-        _install(new, params, plan.layer)
-        bound = getattr(result, "bound", None)
-        report.layers.append(
-            LayerReport(
-                name=plan.name,
-                n=plan.N,
-                order=new.N,
-                hsv=plan.hsv,
-                bound=None if bound is None else np.broadcast_to(bound, (plan.H,)).copy(),
-                kernel_error=kernel_errors(plan.layer, new, L),
-                kernel_norm=kernel_norms(plan.layer, L),
-                cond=params.cond,
-                params_before=_n_params(plan.layer),
-                params_after=_n_params(new),
-                score=score,
-            )
+    with _LayerPool(len(layers)) as pool:
+        planned = pool.submit_each(
+            lambda nl: make_plan(nl[0], nl[1], method, L, poles, horizon, rank_tol), layers
         )
+        reduced = copy.deepcopy(model)  # on this thread while the plans are computed
+        plans = [job.result() for job in planned]
+        scores = [None] * len(plans)
+        if rank is not None:
+            orders = [int(rank)] * len(plans)
+        elif tol is not None:
+            orders = [_named(plan.name, plan.order_for, tol) for plan in plans]
+        else:
+            orders, scores = _budget_orders(model, plans, budget, param_budget, strict, normalise)
+        report = ReductionReport(method, int(L), params_before=_n_params(model), poles=poles)
+        if budget is not None or param_budget is not None:
+            report.budget, report.param_budget, report.normalise = budget, param_budget, normalise
+        news = [new for _, new in dss_layers(reduced)]
+        jobs = list(zip(plans, orders, scores, news, strict=True))
+        done = pool.submit_each(lambda job: _reduce_layer(*job, strict, L), jobs)
+        report.layers.extend(job.result() for job in done)
     config = getattr(reduced, "config", None)
     if isinstance(config, dict) and "d_state" in config:
         config["d_state"] = [r.order for r in report.layers]

@@ -16,6 +16,7 @@ Layout (models / algorithms / reductors, as in pyMOR):
 * :mod:`sysred.interop` -- python-control and pyMOR conversion.
 """
 
+from sysred._parallel import worker_threads
 from sysred.errors import (
     BackendWarning,
     HSVTieError,
@@ -89,5 +90,6 @@ __all__ = [
     "IllConditionedError",
     "IllConditionedWarning",
     "BackendWarning",
+    "worker_threads",
 ]
 __version__ = "0.1.0"

@@ -33,8 +33,45 @@ def check_workers(workers):
     return int(workers)
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def worker_threads(n):
+    """Within the block, and in the calling thread only, sysred's default number of worker
+    threads for batches is ``n`` (an explicit ``workers=`` argument still wins).
+
+    For callers that parallelise over several batches themselves (e.g. one thread per layer
+    of a network): each batch then runs on its caller's thread, ``worker_threads(1)``, instead
+    of every batch starting its own threads and oversubscribing the cores.
+
+    Raises
+    ------
+    OptionError
+        ``n`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import sysred
+    >>> with sysred.worker_threads(1):
+    ...     sysred._parallel.default_workers()
+    1
+    """
+    n = check_workers(n)
+    before = getattr(_local, "workers", None)
+    _local.workers = n
+    try:
+        yield
+    finally:
+        _local.workers = before
+
+
 def default_workers() -> int:
-    """``$SYSRED_WORKERS`` if set, else the number of CPUs this process may use (<= 8)."""
+    """The :func:`worker_threads` limit of this thread if one is active, else
+    ``$SYSRED_WORKERS`` if set, else the number of CPUs this process may use (<= 8)."""
+    limited = getattr(_local, "workers", None)
+    if limited is not None:
+        return limited
     env = os.environ.get("SYSRED_WORKERS")
     if env:
         try:

@@ -28,6 +28,7 @@ back-transformation ~25 ms).
 from __future__ import annotations
 
 import ctypes
+import threading
 
 import numpy as np
 
@@ -345,13 +346,16 @@ def _vectors(A, tauq, taup, D, E, s, r, m, n, U, V, infos, zunmbr, dbdsdc):  # n
 
 
 _compiled = {}
+_compile_lock = threading.Lock()
 
 
 def _kernel(name):
     """The compiled kernel (numba, cached on disk; LAPACK handles are arguments, not constants,
     so the cache stays valid across processes)."""
     global _bidiagonal_leading, _tgk_factor, _tgk_solve
-    if name not in _compiled:
+    with _compile_lock:  # threads reducing several batches at once may ask at the same time
+        if name in _compiled:
+            return _compiled[name]
         import numba
 
         if not isinstance(_bidiagonal_leading, numba.core.dispatcher.Dispatcher):
@@ -361,7 +365,7 @@ def _kernel(name):
             _bidiagonal_leading = numba.njit(nogil=True, cache=True)(_bidiagonal_leading)
         fn = {"bidiag": _bidiag, "vectors": _vectors}[name]
         _compiled[name] = numba.njit(nogil=True, cache=True)(fn)
-    return _compiled[name]
+        return _compiled[name]
 
 
 class BidiagonalSVD:

@@ -232,14 +232,20 @@ class _Factored:
     back-transforms only the leading vectors once the order is known) is set.
     """
 
-    R: np.ndarray  # (b, n, kR)
-    S: np.ndarray  # (b, n, kS)
+    R: np.ndarray  # (b, n, kR), of the io-scaled system (B / 2^eb): see _factors_and_svd
+    S: np.ndarray  # (b, n, kS), of C / 2^ec
     U: np.ndarray | None  # (b, kS, k), k = min(kS, kR)
     s: np.ndarray  # (b, k)
     Vh: np.ndarray | None  # (b, k, kR)
     path: str
     delta: np.ndarray  # (b,)
+    eb: np.ndarray  # (b,) the io scaling's exponents
+    ec: np.ndarray  # (b,)
     leading: _svd_kernel.BidiagonalSVD | None = None
+
+    def scaled_s(self):
+        """The singular values of ``S^H R`` for the io-scaled factors, ``s / 2^(eb + ec)``."""
+        return _ldexp(self.s, -(self.eb + self.ec)[..., None])
 
     def vectors(self, order):
         """``U_r`` (b, kS, r), ``V_r`` (b, kR, r), zero-padded beyond the rank."""
@@ -284,9 +290,9 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
     Only diagonal systems truncate; dense factors are always full.
 
     Everything is computed for ``B / 2^eb``, ``C / 2^ec`` (:func:`sysred.gramians.io_scaled`:
-    exact, no overflow or underflow inside for data of any magnitude) and scaled back:
-    ``R = 2^eb R~``, ``S = 2^ec S~``, ``sigma = 2^(eb + ec) sigma~``; the singular vectors are
-    the same.
+    exact, no overflow or underflow inside for data of any magnitude). The HSVs are scaled back,
+    ``sigma = 2^(eb + ec) sigma~``; the factors stay scaled (``R = 2^eb R~``, ``S = 2^ec S~``)
+    and :func:`_project` scales its ``n x r`` results instead; the singular vectors are the same.
     """
     scaled, eb, ec = io_scaled(sys)
     leading = None
@@ -307,9 +313,8 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
             rn = np.sqrt(gramian_traces(scaled, horizon)[0])
             delta = s_tail * rn + r_tail
     up = eb + ec  # (...)
-    R, S = _ldexp(R, eb[..., None, None]), _ldexp(S, ec[..., None, None])
-    hsv, delta = np.ldexp(hsv, up[..., None]), np.ldexp(delta, up)
-    return _Factored(R, S, U, hsv, Vh, path, delta, leading)
+    hsv, delta = _ldexp(hsv, up[..., None]), _ldexp(delta, up)
+    return _Factored(R, S, U, hsv, Vh, path, delta, eb, ec, leading)
 
 
 def _biorthogonal(T, W):
@@ -336,10 +341,30 @@ def _biorthogonal(T, W):
 
 
 def _project(sys, f, order, method):
-    """The projection ``T, W`` (n, r) and the reduced matrices of one chunk."""
+    """The projection ``T, W`` (n, r) and the reduced matrices of one chunk.
+
+    Computed for the io-scaled system (``B~ = B / 2^eb``, ``C~ = C / 2^ec``, whose factors
+    ``f`` holds), then scaled back exactly (:func:`sysred.gramians.io_scaled`):
+    ``T = 2^((eb - ec)/2) T~``, ``W = 2^((ec - eb)/2) W~``, ``A_r = A_r~``,
+    ``B_r = 2^((eb + ec)/2) B_r~``, ``C_r = 2^((eb + ec)/2) C_r~``.
+    """
+    T, W, Ar, Br, Cr = _project_scaled(io_scaled(sys)[0], f, order, method)
+    half = (f.eb - f.ec) // 2  # (b,), exact: eb - ec is even
+    mid = (f.eb + f.ec) // 2
+    return (
+        _ldexp(T, half[..., None, None]),
+        _ldexp(W, -half[..., None, None]),
+        Ar,
+        _ldexp(Br, mid[..., None, None]),
+        _ldexp(Cr, mid[..., None, None]),
+    )
+
+
+def _project_scaled(sys, f, order, method):
+    """:func:`_project` for the io-scaled system."""
     # low-rank factors of lower rank than the order give zero singular triplets (padding)
     Ur, Vr = f.vectors(order)  # (..., kS, r), (..., kR, r)
-    s = _pad_last(f.s[..., :order], order)
+    s = _pad_last(f.scaled_s()[..., :order], order)
     if method == "sqrt":
         scale = 1.0 / np.sqrt(np.maximum(s[..., None, :order], np.finfo(float).tiny))
         T = f.R @ (Vr * scale)  # (..., n, r); scaling the small factor saves a pass over T

@@ -66,8 +66,22 @@ def _pow2_exponent(X, axes):
     return np.where(big > 0, e, 0)
 
 
+#: ``2^e`` is a normal float64 for these exponents, so ``X * 2^e`` is exact as ``ldexp`` is.
+_POW2_SAFE = 1000
+
+
 def _ldexp(X, e):
-    """``X * 2^e`` exactly (barring under/overflow of the result); real or complex ``X``."""
+    """``X * 2^e`` exactly (barring under/overflow of the result); real or complex ``X``.
+
+    ``e`` broadcasts against ``X``. Returns ``X`` itself when every ``e`` is 0. For
+    ``|e| <= 1000`` a multiplication by the (exact) power of two, which rounds exactly as
+    ``ldexp`` does, in one pass instead of ``ldexp``'s three for complex data.
+    """
+    e = np.asarray(e)
+    if not np.any(e):
+        return X
+    if np.all(np.abs(e) <= _POW2_SAFE):
+        return X * np.ldexp(1.0, e)
     if np.iscomplexobj(X):
         return np.ldexp(X.real, e) + 1j * np.ldexp(X.imag, e)
     return np.ldexp(X, e)
