@@ -309,25 +309,23 @@ def reduce_table(log, args):
 
     H, N, layers, r, L = args.H, args.N, args.reduce_layers, args.rank, 1024
     model = train_like_model(H, N, layers)
-    closed = (red.kernel_errors, red.kernel_norms)
+    closed = red.kernel_errors_and_norms
 
-    def materialised_errors(a, b, L):
-        return np.linalg.norm(_materialised_map(a, L) - _materialised_map(b, L), axis=-1)
-
-    def materialised_norms(a, L):
-        return np.linalg.norm(_materialised_map(a, L), axis=-1)
+    def materialised(a, b, L):
+        K = _materialised_map(a, L)  # (H L)
+        return np.linalg.norm(K - _materialised_map(b, L), axis=-1), np.linalg.norm(K, axis=-1)
 
     def run(errors):
-        red.kernel_errors, red.kernel_norms = errors
+        red.kernel_errors_and_norms = errors
         try:
             t0, c0 = time.perf_counter(), time.process_time()
             out = s4dss.reduce(model, rank=r, L=L)
             return time.perf_counter() - t0, time.process_time() - c0, out
         finally:
-            red.kernel_errors, red.kernel_norms = closed
+            red.kernel_errors_and_norms = closed
 
     run(closed)  # warm-up (numba kernels loaded from their cache, threads started)
-    before = [run((materialised_errors, materialised_norms)) for _ in range(args.reduce_before)]
+    before = [run(materialised) for _ in range(args.reduce_before)]
     after = [run(closed) for _ in range(args.reduce_repeats)]
     e0 = np.concatenate([lr.kernel_error for lr in before[0][2].reduction_report.layers])
     e1 = np.concatenate([lr.kernel_error for lr in after[0][2].reduction_report.layers])
@@ -347,8 +345,7 @@ def reduce_table(log, args):
     new = after[0][2].layers
     c0 = time.process_time()
     for a, b in zip(model.layers, new, strict=True):
-        red.kernel_errors(a, b, L)
-        red.kernel_norms(a, L)
+        red.kernel_errors_and_norms(a, b, L)
     parts["kernel errors + norms (closed form)"] = time.process_time() - c0
 
     workers = sysred._parallel.default_workers()

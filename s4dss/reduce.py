@@ -176,6 +176,14 @@ def kernel_norms(layer: DSS, L: int) -> np.ndarray:
     return sysred.impulse_norm(layer_system(layer, L), L, real=True)
 
 
+def kernel_errors_and_norms(layer: DSS, other: DSS, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(kernel_errors(layer, other, L), kernel_norms(layer, L))`` from one pass over the pairs
+    of modes (the norm's Gram matrix is a block of the error's)."""
+    return sysred.impulse_norm(
+        layer_system(layer, L), L, other=layer_system(other, L), real=True, return_sys_norm=True
+    )
+
+
 def _is_count(x) -> bool:
     return not isinstance(x, bool) and isinstance(x, int | np.integer)
 
@@ -273,14 +281,15 @@ def _reduce_layer(plan, order: int, score, new: DSS, strict: bool, L: int) -> La
     params, result = _named(plan.name, plan.reduce, order, strict)
     _install(new, params, plan.layer)
     bound = getattr(result, "bound", None)
+    error, norm = kernel_errors_and_norms(plan.layer, new, L)
     return LayerReport(
         name=plan.name,
         n=plan.N,
         order=new.N,
         hsv=plan.hsv,
         bound=None if bound is None else np.broadcast_to(bound, (plan.H,)).copy(),
-        kernel_error=kernel_errors(plan.layer, new, L),
-        kernel_norm=kernel_norms(plan.layer, L),
+        kernel_error=error,
+        kernel_norm=norm,
         cond=params.cond,
         params_before=_n_params(plan.layer),
         params_after=_n_params(new),

@@ -26,15 +26,17 @@ def available() -> bool:
     return _cauchy_kernel.available()
 
 
-def _kernel(a, aJ, la, g, J, real, near, out):  # pragma: no cover - compiled
+def _kernel(a, aJ, la, g, J, real, near, split, out, out_first):  # pragma: no cover - compiled
     """``out[s] = sum_{j<J} |sum_i g[s, i] a[s, i]^j|^2`` for every SISO system ``s`` (or,
     with ``real``, of the real part), from ``S_J(z) = (1 - z^J)/(1 - z)`` per pair of modes
     (``aJ = a^J``); where ``|1 - z| < near`` (the quotient would lose digits) as
-    ``expm1(J w)/expm1(w)`` with ``w = log z`` from the poles' logs ``la``."""
+    ``expm1(J w)/expm1(w)`` with ``w = log z`` from the poles' logs ``la``. ``out_first[s]``:
+    the same over the first ``split`` modes only (pairs with both indices below it)."""
     b, n = a.shape
     near2 = near * near
     for s in range(b):
         acc = 0.0
+        acc_first = 0.0
         for i in range(n):
             air, aii = a[s, i].real, a[s, i].imag
             bir, bii = aJ[s, i].real, aJ[s, i].imag
@@ -66,7 +68,10 @@ def _kernel(a, aJ, la, g, J, real, near, out):  # pragma: no cover - compiled
                         Sr, Si = _near_one(la[s, i] + la[s, k], J)
                     t = 0.5 * (t + wr * Sr - wi * Si)
                 acc += f * t
+                if k < split:
+                    acc_first += f * t
         out[s] = acc
+        out_first[s] = acc_first
 
 
 def _near_one(w, J):  # pragma: no cover - compiled
@@ -103,9 +108,10 @@ def _get_kernel():
     return _compiled
 
 
-def energies(a, aJ, la, B, C, J: int, real: bool, near: float) -> np.ndarray:
+def energies(a, aJ, la, B, C, J: int, real: bool, near: float, split=None):
     """Energies of a flat batch: ``a, aJ = a^J, la = log a`` ``(b, n)``, ``B (b, n, m)``,
-    ``C (b, p, n)``; returns ``(b,)`` float64 (module docstring).
+    ``C (b, p, n)``; returns ``(b,)`` float64 (module docstring), and with ``split`` also the
+    energies of the subsystems of the first ``split`` modes, ``(b,)``, from the same pass.
 
     A MIMO system's energy is the sum over its ``p m`` SISO entries ``g = C[q, :] * B[:, r]``
     (same poles), so the kernel only handles SISO rows.
@@ -115,6 +121,9 @@ def energies(a, aJ, la, B, C, J: int, real: bool, near: float) -> np.ndarray:
     P = g.shape[1] * g.shape[2]
     rows = [np.repeat(x, P, axis=0) if P > 1 else x for x in (a, aJ, la)]  # (bP n)
     rows = [np.ascontiguousarray(x, dtype=np.complex128) for x in (*rows, g.reshape(b * P, n))]
-    out = np.empty(b * P)
-    _get_kernel()(*rows, int(J), bool(real), float(near), out)
-    return out.reshape(b, P).sum(-1)
+    out, out_first = np.empty(b * P), np.empty(b * P)
+    first = n if split is None else int(split)
+    _get_kernel()(*rows, int(J), bool(real), float(near), first, out, out_first)
+    if split is None:
+        return out.reshape(b, P).sum(-1)
+    return out.reshape(b, P).sum(-1), out_first.reshape(b, P).sum(-1)

@@ -41,7 +41,9 @@ NEAR_ONE = 1e-2
 _CHUNK = 256
 
 
-def impulse_norm(sys, length, other=None, real=False, rtol=1e-8, workers=None) -> np.ndarray:
+def impulse_norm(
+    sys, length, other=None, real=False, rtol=1e-8, workers=None, return_sys_norm=False
+):
     r"""2-norm of the first ``length`` impulse-response samples of a diagonal discrete system.
 
     .. math::
@@ -76,12 +78,18 @@ def impulse_norm(sys, length, other=None, real=False, rtol=1e-8, workers=None) -
         response), the conditioning of the data.
     workers : int, optional
         Threads over the batch (default: sysred's, ``$SYSRED_WORKERS``).
+    return_sys_norm : bool
+        With ``other``: also return the norm of ``sys`` alone (broadcast to the common batch
+        shape), from the same pass over the pairs of modes (its Gram matrix is a block of the
+        difference's), with the same accuracy control.
 
     Returns
     -------
     ndarray
         Shape ``batch_shape``, float64. ``inf`` where the response overflows float64 (unstable
         poles with :math:`|a|^L` beyond ~1e150).
+    ndarray
+        With ``return_sys_norm``: the norm of ``sys``, same shape.
 
     Raises
     ------
@@ -108,14 +116,36 @@ def impulse_norm(sys, length, other=None, real=False, rtol=1e-8, workers=None) -
         raise SysredError(f"length must be an integer >= 1 (number of samples), got {length!r}")
     if not (isinstance(rtol, int | float) and rtol > 0):
         raise SysredError(f"rtol must be a positive number, got {rtol!r}")
+    if return_sys_norm and other is None:
+        raise SysredError("return_sys_norm=True needs other= (the norm of sys is the result)")
     batch = G.batch_shape
     if G.n == 0 or length == 1:  # only h_0 = D (no batch split: nothing to share out)
-        return np.sqrt(_norm_sq(G, int(length), bool(real), float(rtol))).reshape(batch)
+        value = np.sqrt(_norm_sq(G, int(length), bool(real), float(rtol))).reshape(batch)
+        if return_sys_norm:
+            return value, impulse_norm(_broadcast(sys, batch), length, None, real, rtol)
+        return value
+    if not return_sys_norm:
+        parts = run_chunks(
+            lambda chunk: _norm_sq(chunk, int(length), bool(real), float(rtol)),
+            split_batch(G, workers),
+        )
+        return np.sqrt(np.concatenate([np.atleast_1d(p) for p in parts]).reshape(batch))
     parts = run_chunks(
-        lambda chunk: _norm_sq(chunk, int(length), bool(real), float(rtol)),
+        lambda chunk, own: _norm_sq(chunk, int(length), bool(real), float(rtol), own),
         split_batch(G, workers),
+        split_batch(_broadcast(sys, batch), workers),
     )
-    return np.sqrt(np.concatenate([np.atleast_1d(p) for p in parts]).reshape(batch))
+    diff, own = (np.concatenate([np.atleast_1d(p[i]) for p in parts]) for i in (0, 1))
+    return np.sqrt(diff).reshape(batch), np.sqrt(own).reshape(batch)
+
+
+def _broadcast(sys: DiagonalStateSpace, batch) -> DiagonalStateSpace:
+    """``sys`` with its arrays broadcast to the batch shape ``batch``."""
+    if sys.batch_shape == tuple(batch):
+        return sys
+    k = len(sys.batch_shape)
+    poles, B, C, D = (np.broadcast_to(x, tuple(batch) + x.shape[k:]) for x in sys._arrays())
+    return DiagonalStateSpace(poles, B, C, D, dt=sys.dt)
 
 
 def _combined(sys, other) -> DiagonalStateSpace:
@@ -180,27 +210,54 @@ def _geometric(z, J, logs=None):
     return S
 
 
-def _norm_sq(G: DiagonalStateSpace, L: int, real: bool, rtol: float) -> np.ndarray:
-    """Squared norms of one flat chunk (closed form, explicit where it is not accurate)."""
-    n, b = G.n, int(np.prod(G.batch_shape))
-    a, B, C, D = (
-        x.astype(complex).reshape((b,) + x.shape[x.ndim - k :])  # flat batch (unbatched: 1)
+def _flat_arrays(G: DiagonalStateSpace):
+    """``a, B, C, D`` of ``G`` as complex arrays with one flat batch axis (unbatched: 1)."""
+    b = int(np.prod(G.batch_shape))
+    return tuple(
+        x.astype(complex).reshape((b,) + x.shape[x.ndim - k :])
         for x, k in ((G.poles, 1), (G.B, 2), (G.C, 2), (G.D, 2))
     )
+
+
+def _norm_sq(G: DiagonalStateSpace, L: int, real: bool, rtol: float, first=None):
+    """Squared norms of one flat chunk (closed form, explicit where it is not accurate).
+
+    ``first``: the subsystem of ``G``'s first ``first.n`` modes with its own feed-through
+    (``sys`` of ``sys - other``); its squared norms are returned too, from the same pass.
+    """
+    n = G.n
+    a, B, C, D = _flat_arrays(G)
     J = L - 1  # J: samples h_1 .. h_{L-1} carried by the modes
     Dr = D.real if real else D
     value = np.sum(np.abs(Dr) ** 2, axis=(-2, -1))  # (b)
     if J == 0 or n == 0:
-        return value
+        return value if first is None else (value, _norm_sq(first, L, real, rtol))
     with np.errstate(over="ignore", invalid="ignore"):
         aJ = a**J  # (b n) one power per mode
     with np.errstate(divide="ignore"):
         la = np.log(a)  # (b n) only used near z = 1, where a != 0
+    k = None if first is None else first.n
     if _impulse_kernel.available():
-        energy = _impulse_kernel.energies(a, aJ, la, B, C, J, real, NEAR_ONE)  # (b)
+        energy = _impulse_kernel.energies(a, aJ, la, B, C, J, real, NEAR_ONE, k)  # (b)
     else:
-        energy = _energy(a, aJ, la, B, C, J, real)  # (b)
-    value = value + energy
+        energy = _energy(a, aJ, la, B, C, J, real, k)  # (b)
+    if first is None:
+        return _checked(value + energy, (a, aJ, la, B, C, Dr), L, real, rtol)
+    D1 = _flat_arrays(first)[3]
+    D1r = D1.real if real else D1
+    own = np.sum(np.abs(D1r) ** 2, axis=(-2, -1)) + energy[1]  # (b)
+    modes = (a[:, :k], aJ[:, :k], la[:, :k], B[:, :k], C[..., :k], D1r)
+    return (
+        _checked(value + energy[0], (a, aJ, la, B, C, Dr), L, real, rtol),
+        _checked(own, modes, L, real, rtol),
+    )
+
+
+def _checked(value, arrays, L: int, real: bool, rtol: float) -> np.ndarray:
+    """``value`` (closed-form squared norms), re-summed explicitly where its rounding estimate
+    exceeds ``rtol``; ``arrays`` = ``(a, a^J, log a, B, C, D)`` of the system."""
+    a, aJ, la, B, C, Dr = arrays
+    n, J = a.shape[-1], L - 1
     # Rounding estimate: |S_nn'| <= sqrt(S_nn S_n'n') (Cauchy-Schwarz on the power sequences),
     # so every term is at most |mode n| |mode n'| in size, and their sum T = (sum |mode|)^2;
     # the sums and the quotients (|1 - z| >= NEAR_ONE) lose at most c eps T.
@@ -217,8 +274,13 @@ def _norm_sq(G: DiagonalStateSpace, L: int, real: bool, rtol: float) -> np.ndarr
     return np.maximum(value, 0.0)
 
 
-def _energy(a, aJ, la, B, C, J: int, real: bool) -> np.ndarray:
-    """``sum_{j<J} ||C diag(a)^j B||^2`` (or of the real part) from the ``(n, n)`` Gram sums."""
+def _energy(a, aJ, la, B, C, J: int, real: bool, split=None):
+    """``sum_{j<J} ||C diag(a)^j B||^2`` (or of the real part) from the ``(n, n)`` Gram sums;
+    with ``split`` also that of the first ``split`` modes (the leading block)."""
+    if split is not None:
+        whole = _energy(a, aJ, la, B, C, J, real)
+        k = split
+        return whole, _energy(a[:, :k], aJ[:, :k], la[:, :k], B[:, :k], C[..., :k], J, real)
     CH = np.swapaxes(C.conj(), -1, -2)  # (b n p)
     herm = (CH @ C) * (B @ np.swapaxes(B, -1, -2).conj()).conj()  # (b n n)
     with np.errstate(over="ignore", invalid="ignore"):

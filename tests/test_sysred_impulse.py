@@ -187,3 +187,21 @@ def test_numba_and_numpy_paths_agree(monkeypatch):
         monkeypatch.setenv("SYSRED_NUMBA", flag)
         out[flag] = [impulse_norm(G, 4096, real=real) for real in (False, True)]
     np.testing.assert_allclose(out["1"], out["0"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("mp", [(1, 1), (2, 3)])
+@pytest.mark.parametrize("L", [1, 37, 1000])
+def test_return_sys_norm_gives_both_norms_from_one_pass(path, mp, L):
+    rng = np.random.default_rng(L + mp[1])
+    G1, G2 = _random(rng, (1,), 6, *mp), _random(rng, (4,), 3, *mp)  # sys broadcast to (4,)
+    for real in (False, True):
+        diff, own = impulse_norm(G1, L, other=G2, real=real, return_sys_norm=True)
+        assert diff.shape == own.shape == (4,)
+        np.testing.assert_allclose(diff, _explicit(G1, L, G2, real), rtol=1e-12)
+        np.testing.assert_allclose(own, np.broadcast_to(_explicit(G1, L, None, real), (4,)),
+                                   rtol=1e-12)  # fmt: skip
+    # an exact difference: the difference is summed explicitly, the norm of sys is not zero
+    diff, own = impulse_norm(G1, 50, other=G1, real=True, return_sys_norm=True)
+    assert diff[0] < 1e-12 * own[0]
+    with pytest.raises(sysred.SysredError, match="needs other="):
+        impulse_norm(G1, 50, return_sys_norm=True)
