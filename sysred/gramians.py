@@ -166,8 +166,15 @@ def io_scaled(sys):
     return StateSpace(sys.A, B, C, sys.D, sys.dt), eb, ec
 
 
-def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None, product=False):
+def factors_with_tails(
+    sys, backend="auto", horizon=None, rank_tol=None, product=False, conj_S=False
+):
     """:func:`gramian_factors` plus the dropped columns' Frobenius norms, shape (...).
+
+    ``conj_S=True``: the second factor is returned conjugated, ``conj(S)`` (for a diagonal
+    system computed as such: the factor of ``conj(Q)``, poles ``x``, generator ``C^T``, the
+    same pivots), which is what ``S^H R`` in LAPACK's column order needs, without a pass
+    conjugating ``S``.
 
     ``product=True`` (with ``rank_tol``, diagonal systems): factors for the product ``S^H R``
     only, as balanced truncation uses them. ``S`` is truncated as usual; ``R`` is truncated
@@ -184,23 +191,25 @@ def factors_with_tails(sys, backend="auto", horizon=None, rank_tol=None, product
     if not isinstance(sys, DiagonalStateSpace):
         R, S, path = _dense_factors(sys, backend)
         zero = np.zeros(sys.batch_shape)
-        return R, S, path, zero, zero
+        return R, (S.conj() if conj_S and np.iscomplexobj(S) else S), path, zero, zero
     disc = sys.is_discrete
-    x, CH = sys.poles, sys.C.conj().swapaxes(-1, -2)
+    # S from (conj(x), C^H); conj(S) from (x, C^T): every step of the factorisation conjugated
+    x, CT = sys.poles, sys.C.swapaxes(-1, -2)
+    xs, CH = (x, CT) if conj_S else (x.conj(), CT.conj())
     if product and rank_tol is not None:
-        S, s_tail = cauchy_factor(x.conj(), CH, disc, horizon, rank_tol, return_tail=True)
+        S, s_tail = cauchy_factor(xs, CH, disc, horizon, rank_tol, return_tail=True)
         weights = _row_norms2(S)  # (..., n)
         R, r_tail = cauchy_factor(x, sys.B, disc, horizon, rank_tol, True, weights)
     elif rank_tol is None and sys.m == sys.p:
         # one pivoting loop for both factors (the loop's Python overhead is the factors' cost);
         # not with rank_tol, where each factor must be allowed to stop at its own rank
         both, tails = cauchy_factor(
-            np.stack([x, x.conj()]), np.stack([sys.B, CH]), disc, horizon, return_tail=True
+            np.stack([x, xs]), np.stack([sys.B, CH]), disc, horizon, return_tail=True
         )
         (R, S), (r_tail, s_tail) = both, tails
     else:
         R, r_tail = cauchy_factor(x, sys.B, disc, horizon, rank_tol, return_tail=True)
-        S, s_tail = cauchy_factor(x.conj(), CH, disc, horizon, rank_tol, return_tail=True)
+        S, s_tail = cauchy_factor(xs, CH, disc, horizon, rank_tol, return_tail=True)
     if not sys.is_complex:
         R, S = R.real, S.real
     if horizon is not None:

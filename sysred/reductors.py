@@ -233,7 +233,7 @@ class _Factored:
     """
 
     R: np.ndarray  # (b, n, kR), of the io-scaled system (B / 2^eb): see _factors_and_svd
-    S: np.ndarray  # (b, n, kS), of C / 2^ec
+    Sc: np.ndarray  # (b, n, kS), conj(S), of C / 2^ec (conjugated: S^H R needs no pass)
     U: np.ndarray | None  # (b, kS, k), k = min(kS, kR)
     s: np.ndarray  # (b, k)
     Vh: np.ndarray | None  # (b, k, kR)
@@ -256,12 +256,14 @@ class _Factored:
         return _pad_last(U, order), _pad_last(V, order)
 
 
-def _svd(R, S):
-    """All singular values of ``S^H R``; vectors now (numpy) or on demand (compiled kernel).
+def _svd(R, Sc):
+    """All singular values of ``S^H R`` (``Sc = conj(S)``); vectors now (numpy) or on demand
+    (compiled kernel).
 
     The compiled path (complex factors, numba available) gets ``(S^H R)^T = R^T conj(S)`` in
     C order, which is ``S^H R`` in the Fortran order LAPACK wants: no transposing copy.
     """
+    S = Sc
     if min(R.shape[-1], S.shape[-1], R.shape[-2]) == 0:  # no states (or empty factors)
         k = min(R.shape[-1], S.shape[-1])
         dtype = np.result_type(R, S)
@@ -273,9 +275,9 @@ def _svd(R, S):
             None,
         )
     if np.iscomplexobj(R) and np.iscomplexobj(S) and R.ndim == 3 and _svd_kernel.available():
-        bsvd = _svd_kernel.bidiagonal_svd(MT=R.swapaxes(-1, -2) @ S.conj())
+        bsvd = _svd_kernel.bidiagonal_svd(MT=R.swapaxes(-1, -2) @ Sc)
         return None, bsvd.s, None, bsvd
-    U, s, Vh = np.linalg.svd(_ct(S) @ R, full_matrices=False)  # (.., kS, k), (.., k), (.., k, kR)
+    U, s, Vh = np.linalg.svd(Sc.swapaxes(-1, -2) @ R, full_matrices=False)  # S^H R
     return U, s, Vh, None
 
 
@@ -298,13 +300,14 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
     leading = None
     if high:
         R, S, U, hsv, Vh = precise_factors_and_svd(scaled)
+        Sc = S.conj()
         path, delta = "diagonal-extended", np.zeros(sys.batch_shape)
     else:
         diagonal = isinstance(sys, DiagonalStateSpace)
-        R, S, path, r_tail, s_tail = factors_with_tails(
-            scaled, backend, horizon, rank_tol, diagonal
+        R, Sc, path, r_tail, s_tail = factors_with_tails(
+            scaled, backend, horizon, rank_tol, diagonal, conj_S=True
         )
-        U, hsv, Vh, leading = _svd(R, S)
+        U, hsv, Vh, leading = _svd(R, Sc)
         hsv = hsv[..., : sys.n]  # MIMO diagonal factors have n m columns: the rest are zeros
         delta = np.zeros(sys.batch_shape)
         if rank_tol is not None and diagonal:  # dense factors are never truncated: tails are 0
@@ -314,7 +317,7 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
             delta = s_tail * rn + r_tail
     up = eb + ec  # (...)
     hsv, delta = _ldexp(hsv, up[..., None]), _ldexp(delta, up)
-    return _Factored(R, S, U, hsv, Vh, path, delta, eb, ec, leading)
+    return _Factored(R, Sc, U, hsv, Vh, path, delta, eb, ec, leading)
 
 
 def _biorthogonal(T, W):
@@ -370,10 +373,10 @@ def _project_scaled(sys, f, order, method):
     if method == "sqrt":
         scale = 1.0 / np.sqrt(np.maximum(s[..., None, :order], np.finfo(float).tiny))
         T = f.R @ (Vr * scale)  # (..., n, r); scaling the small factor saves a pass over T
-        W = _biorthogonal(T, f.S @ (Ur * scale))  # (..., n, r)
+        W = _biorthogonal(T, (f.Sc @ (Ur.conj() * scale)).conj())  # (..., n, r): S U_r s^-1/2
     else:
         T = np.linalg.qr(f.R @ Vr)[0]  # (..., n, r)
-        Y = np.linalg.qr(f.S @ Ur)[0]  # (..., n, r)
+        Y = np.linalg.qr((f.Sc @ Ur.conj()).conj())[0]  # (..., n, r)
         W = Y @ _ct(np.linalg.inv(_ct(Y) @ T))  # W^H = (Y^H T)^{-1} Y^H
     Wh = _ct(W)
     if isinstance(sys, DiagonalStateSpace):
