@@ -296,7 +296,7 @@ def _bidiagonal_leading(d, e, s, r, upper, Ub, Vb, dbdsdc):  # pragma: no cover
     return 1 if info[0] == 0 else -1
 
 
-def _vectors(A, tauq, taup, D, E, s, r, m, n, U, V, infos, zunmbr, dbdsdc):  # noqa: PLR0913  # pragma: no cover
+def _vectors(A, tauq, taup, D, E, s, r, m, n, U, V, infos, zunmbr, dbdsdc):  # pragma: no cover
     """U[t] (m, r) = Q [U_B[:, :r]; 0], V[t] (n, r) = P [V_B[:, :r]; 0]; ``infos[t]`` LAPACK's
     error, or -1 where the bidiagonal's vectors failed. Returns how many matrices needed the
     divide-and-conquer fallback."""
@@ -400,7 +400,7 @@ class BidiagonalSVD:
             self._A, self._tauq, self._taup, self._D, self._E, self.s, r, self.m, self.n, U, V,
             infos, lapack["zunmbr"], lapack["dbdsdc"],
         )  # fmt: skip
-        _check(infos, "dstein/dbdsdc/zunmbr")
+        _check(infos, "inverse iteration/dbdsdc/zunmbr")
         return U, V
 
 

@@ -124,17 +124,15 @@ def impulse_norm(
         if return_sys_norm:
             return value, impulse_norm(_broadcast(sys, batch), length, None, real, rtol)
         return value
-    if not return_sys_norm:
-        parts = run_chunks(
-            lambda chunk: _norm_sq(chunk, int(length), bool(real), float(rtol)),
-            split_batch(G, workers),
-        )
-        return np.sqrt(np.concatenate([np.atleast_1d(p) for p in parts]).reshape(batch))
+    chunks = split_batch(G, workers)
+    owns = split_batch(_broadcast(sys, batch), workers) if return_sys_norm else [None] * len(chunks)
     parts = run_chunks(
         lambda chunk, own: _norm_sq(chunk, int(length), bool(real), float(rtol), own),
-        split_batch(G, workers),
-        split_batch(_broadcast(sys, batch), workers),
+        chunks,
+        owns,
     )
+    if not return_sys_norm:
+        return np.sqrt(np.concatenate([np.atleast_1d(p) for p in parts]).reshape(batch))
     diff, own = (np.concatenate([np.atleast_1d(p[i]) for p in parts]) for i in (0, 1))
     return np.sqrt(diff).reshape(batch), np.sqrt(own).reshape(batch)
 
@@ -276,11 +274,8 @@ def _checked(value, arrays, L: int, real: bool, rtol: float) -> np.ndarray:
 
 def _energy(a, aJ, la, B, C, J: int, real: bool, split=None):
     """``sum_{j<J} ||C diag(a)^j B||^2`` (or of the real part) from the ``(n, n)`` Gram sums;
-    with ``split`` also that of the first ``split`` modes (the leading block)."""
-    if split is not None:
-        whole = _energy(a, aJ, la, B, C, J, real)
-        k = split
-        return whole, _energy(a[:, :k], aJ[:, :k], la[:, :k], B[:, :k], C[..., :k], J, real)
+    with ``split`` also that of the first ``split`` modes (the leading block of the same
+    terms)."""
     CH = np.swapaxes(C.conj(), -1, -2)  # (b n p)
     herm = (CH @ C) * (B @ np.swapaxes(B, -1, -2).conj()).conj()  # (b n n)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -289,16 +284,19 @@ def _energy(a, aJ, la, B, C, J: int, real: bool, split=None):
             J,
             (la.conj()[..., :, None], la[..., None, :]),
         )  # (b n n)
-        energy = np.sum(herm * S, axis=(-2, -1)).real  # (b)
-        if not real:
-            return energy
-        sym = (np.swapaxes(C, -1, -2) @ C) * (B @ np.swapaxes(B, -1, -2))  # (b n n)
-        S = _geometric(
-            (a[..., :, None], a[..., None, :], aJ[..., :, None], aJ[..., None, :]),
-            J,
-            (la[..., :, None], la[..., None, :]),
-        )  # (b n n)
-        return (energy + np.sum(sym * S, axis=(-2, -1)).real) / 2
+        terms = herm * S  # (b n n)
+        if real:
+            sym = (np.swapaxes(C, -1, -2) @ C) * (B @ np.swapaxes(B, -1, -2))  # (b n n)
+            S = _geometric(
+                (a[..., :, None], a[..., None, :], aJ[..., :, None], aJ[..., None, :]),
+                J,
+                (la[..., :, None], la[..., None, :]),
+            )  # (b n n)
+            terms = (terms + sym * S) / 2
+    energy = np.sum(terms, axis=(-2, -1)).real  # (b)
+    if split is None:
+        return energy
+    return energy, np.sum(terms[..., :split, :split], axis=(-2, -1)).real
 
 
 def _explicit_sq(a, B, C, Dr, L: int, real: bool) -> np.ndarray:

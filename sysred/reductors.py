@@ -239,6 +239,7 @@ class _Factored:
     Vh: np.ndarray | None  # (b, k, kR)
     path: str
     delta: np.ndarray  # (b,)
+    scaled: object  # the io-scaled chunk the factors belong to (sysred.gramians.io_scaled)
     eb: np.ndarray  # (b,) the io scaling's exponents
     ec: np.ndarray  # (b,)
     leading: _svd_kernel.BidiagonalSVD | None = None
@@ -263,18 +264,17 @@ def _svd(R, Sc):
     The compiled path (complex factors, numba available) gets ``(S^H R)^T = R^T conj(S)`` in
     C order, which is ``S^H R`` in the Fortran order LAPACK wants: no transposing copy.
     """
-    S = Sc
-    if min(R.shape[-1], S.shape[-1], R.shape[-2]) == 0:  # no states (or empty factors)
-        k = min(R.shape[-1], S.shape[-1])
-        dtype = np.result_type(R, S)
-        empty = np.zeros(R.shape[:-2] + (S.shape[-1], k), dtype)
+    if min(R.shape[-1], Sc.shape[-1], R.shape[-2]) == 0:  # no states (or empty factors)
+        k = min(R.shape[-1], Sc.shape[-1])
+        dtype = np.result_type(R, Sc)
+        empty = np.zeros(R.shape[:-2] + (Sc.shape[-1], k), dtype)
         return (
             empty,
             np.zeros(R.shape[:-2] + (k,)),
             _ct(np.zeros(R.shape[:-2] + (R.shape[-1], k), dtype)),
             None,
         )
-    if np.iscomplexobj(R) and np.iscomplexobj(S) and R.ndim == 3 and _svd_kernel.available():
+    if np.iscomplexobj(R) and np.iscomplexobj(Sc) and R.ndim == 3 and _svd_kernel.available():
         bsvd = _svd_kernel.bidiagonal_svd(MT=R.swapaxes(-1, -2) @ Sc)
         return None, bsvd.s, None, bsvd
     U, s, Vh = np.linalg.svd(Sc.swapaxes(-1, -2) @ R, full_matrices=False)  # S^H R
@@ -317,7 +317,7 @@ def _factors_and_svd(sys, backend, horizon, rank_tol, high=False):
             delta = s_tail * rn + r_tail
     up = eb + ec  # (...)
     hsv, delta = _ldexp(hsv, up[..., None]), _ldexp(delta, up)
-    return _Factored(R, Sc, U, hsv, Vh, path, delta, eb, ec, leading)
+    return _Factored(R, Sc, U, hsv, Vh, path, delta, scaled, eb, ec, leading)
 
 
 def _biorthogonal(T, W):
@@ -345,15 +345,15 @@ def _biorthogonal(T, W):
     return _ct(np.linalg.solve(M, _ct(W)))  # (M^{-1} W^H)^H
 
 
-def _project(sys, f, order, method):
-    """The projection ``T, W`` (n, r) and the reduced matrices of one chunk.
+def _project(f, order, method):
+    """The projection ``T, W`` (n, r) and the reduced matrices of one chunk (factored in ``f``).
 
-    Computed for the io-scaled system (``B~ = B / 2^eb``, ``C~ = C / 2^ec``, whose factors
-    ``f`` holds), then scaled back exactly (:func:`sysred.gramians.io_scaled`):
+    Computed for the io-scaled system (``B~ = B / 2^eb``, ``C~ = C / 2^ec``, kept with its
+    factors in ``f``), then scaled back exactly (:func:`sysred.gramians.io_scaled`):
     ``T = 2^((eb - ec)/2) T~``, ``W = 2^((ec - eb)/2) W~``, ``A_r = A_r~``,
     ``B_r = 2^((eb + ec)/2) B_r~``, ``C_r = 2^((eb + ec)/2) C_r~``.
     """
-    T, W, Ar, Br, Cr = _project_scaled(io_scaled(sys)[0], f, order, method)
+    T, W, Ar, Br, Cr = _project_scaled(f.scaled, f, order, method)
     half = (f.eb - f.ec) // 2  # (b,), exact: eb - ec is even
     mid = (f.eb + f.ec) // 2
     return (
@@ -564,9 +564,7 @@ class BTReductor:
             )
         else:
             with one_blas_thread():
-                projected = run_chunks(
-                    lambda ch, f: _project(ch, f, order, method), self._chunks, self._parts
-                )
+                projected = run_chunks(lambda f: _project(f, order, method), self._parts)
             T, W, Ar, Br, Cr = join_chunks(projected, batch)
         reduced = StateSpace(Ar, Br, Cr, sys.D, sys.dt)
         delta = self.hsv_error
@@ -596,7 +594,7 @@ class BTReductor:
             s = _pad_last(f.s, ch.n)  # (b, n), the HSVs as _check_order sees them
             minimal = np.maximum(np.sum(s > _noise_floor(s), axis=-1), order)  # (b,)
             k = int(np.max(minimal))
-            T, W, A, B, C = _project(ch, f, k, "sqrt")
+            T, W, A, B, C = _project(f, k, "sqrt")
             Ar, Br, Cr, Dr = perturb_balanced(A, B, C, ch.D, order, minimal, ch.is_discrete)
             return T[..., :order], W[..., :order], Ar, Br, Cr, Dr
 
