@@ -401,18 +401,35 @@ def _spawned(fn, *args):
 
     A forked child inherits the parent's heap, so whether AB09AD (``job='N'``) corrupts it
     depends on what ran before (seen in CI after ~800 tests, never in a fresh process); a
-    spawned one starts clean.
+    new interpreter starts clean. Started with ``subprocess``, not ``multiprocessing``: the
+    property check calls this from its pool's workers, which are daemonic and may not have
+    ``multiprocessing`` children. ``fn`` must be importable by module and name; its arguments
+    and result travel pickled through the pipes (our own data: tests only).
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    import os
+    import pickle
+    import subprocess
+    import sys
 
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        try:
-            return pool.submit(fn, *args).result()
-        except BrokenProcessPool:
-            return None
+    job = pickle.dumps((fn.__module__, fn.__qualname__, args, sys.path))
+    script = (
+        "import pickle, sys\n"
+        "mod, name, args, path = pickle.load(sys.stdin.buffer)\n"
+        "sys.path[:] = path\n"
+        "import importlib\n"
+        "fn = getattr(importlib.import_module(mod), name)\n"
+        "sys.stdout.buffer.write(pickle.dumps(fn(*args)))\n"
+        "sys.stdout.flush()\n"
+        "import os; os._exit(0)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script], input=job, capture_output=True, timeout=600,
+            env={**os.environ, "PYTHONFAULTHANDLER": "0"},
+        )  # fmt: skip
+        return pickle.loads(done.stdout) if done.returncode == 0 else None
+    except Exception:  # noqa: BLE001 - a child that dies or hangs is "no answer"
+        return None
 
 
 def slicot_oracles(G, r):

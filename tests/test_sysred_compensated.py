@@ -116,3 +116,18 @@ def test_oracle_isolation_survives_a_dying_child():
 
     assert _isolated(os.abort) is None and _spawned(os.abort) is None
     assert _spawned(divmod, 7, 2) == (3, 1) and _isolated(divmod, 7, 2) == (3, 1)
+
+
+def test_oracle_fresh_interpreter_works_inside_a_daemonic_pool_worker():
+    # the property check calls the oracles from multiprocessing pool workers (daemonic): the
+    # fresh-interpreter retry must not need a multiprocessing child there
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_spawned_divmod) == (3, 1)
+
+
+def _spawned_divmod():
+    from _properties import _spawned
+
+    return _spawned(divmod, 7, 2)
