@@ -17,19 +17,10 @@ from s4dss.data import get_task
 from s4dss.export import StepModel
 from s4dss.train import model_from_config
 
-CONFIG = {
-    "task": {"name": "majority", "n_train": 96, "n_val": 32, "n_test": 32, "length": 16},
-    "model": {"name": "s4", "d_model": 8, "n_layers": 2, "d_state": 6},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False, "num_threads": 1, "seed": 0},
-}
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    d = tmp_path_factory.mktemp("export")
-    (d / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
-    assert main(["train", "--config", str(d / "cfg.yaml"), "--run-dir", str(d / "run")]) == 0
-    return d / "run"
+def trained(tiny_run):
+    return tiny_run
 
 
 def test_reduce_evaluate_prints_accuracies(trained, tmp_path, capsys):

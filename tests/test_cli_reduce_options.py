@@ -5,24 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from s4dss.checkpoint import load_checkpoint
 from s4dss.cli import main
 
-CONFIG = {
-    "task": {"name": "majority", "n_train": 64, "n_val": 16, "n_test": 16, "length": 16},
-    "model": {"name": "s4", "d_model": 8, "n_layers": 2, "d_state": 6},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False, "num_threads": 1, "seed": 0},
-}
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli-reduce")
-    (d / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
-    assert main(["train", "--config", str(d / "cfg.yaml"), "--run-dir", str(d / "run")]) == 0
-    return d / "run" / "last.pt"
+def trained(tiny_run):
+    return tiny_run / "last.pt"
 
 
 def _reduce(trained, tmp_path, *args):
