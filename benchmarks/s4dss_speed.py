@@ -360,6 +360,18 @@ def reduce_table(log, args):
         red.kernel_errors_and_norms(a, b, L)
     parts["kernel errors + norms (closed form)"] = time.process_time() - c0
 
+    # what the report cannot do without, with sysred's algorithms: every HSV (factors, S^H R,
+    # singular values; no vectors, no projection) and the eigendecomposition of each reduced
+    # A_r (the diagonal form); the rest of reduce's time is what better code could still cut
+    c0 = time.process_time()
+    for g in G:
+        sysred.BTReductor(g).hsv  # noqa: B018 - the construction is what is timed
+    floor_hsv = time.process_time() - c0
+    c0 = time.process_time()
+    for rr in res:
+        np.linalg.eig(rr.system.A)  # (H r r) -> (H r), (H r r)
+    floor_eig = time.process_time() - c0
+
     workers = sysred._parallel.default_workers()
     log("")
     log(
@@ -377,9 +389,12 @@ def reduce_table(log, args):
         c = [x[1] for x in runs]
         log(f"{name:<44}{np.median(w):>10.2f}{min(w):>10.2f}{np.median(c):>10.2f}")
     med = float(np.median([x[0] for x in after]))
+    verdict = "met" if med < 1.0 else "NOT met"
+    if (H, N, layers, r) != (256, 64, 6, 16):  # the target is for the model only
+        verdict = f"not judged at these sizes (H = {H}, N = {N}, {layers} layers, r = {r})"
     log(
-        f"target: under 1 s on 2 cores: {'met' if med < 1.0 else 'NOT met'} (median wall "
-        f"{med:.2f} s; min {min(x[0] for x in after):.2f} s)"
+        f"target (6 layers, H = 256, N = 64 -> r = 16): under 1 s on 2 cores: {verdict} "
+        f"(median wall {med:.2f} s; min {min(x[0] for x in after):.2f} s)"
     )
     log(
         f"machine speed in this run: {reference_workload() * 1e3:.0f} ms for the reference "
@@ -395,9 +410,19 @@ def reduce_table(log, args):
     log("process CPU seconds of the parts (all threads, summed over layers):")
     for name, sec in parts.items():
         log(f"  {name:<42}{sec:>8.2f}")
+    floor = floor_hsv + floor_eig
+    log(
+        f"floor (the HSVs and the diagonal form, which the report needs): every HSV "
+        f"(sysred.BTReductor: factors, S^H R, singular values) {floor_hsv:.2f} s + eig of the "
+        f"{layers * H} reduced {r} x {r} A_r {floor_eig:.2f} s = {floor:.2f} s CPU, i.e. at "
+        f"least {floor / max(workers, 1):.2f} s wall on {workers} cores; reduce's CPU is "
+        f"{np.median([x[1] for x in after]) / floor:.1f}x the floor"
+    )
 
 
 # ------------------------------------------------------------------------------ main
+
+SECTIONS = ("speed", "accuracy", "reduce")
 
 
 def main(argv=None):
@@ -412,16 +437,22 @@ def main(argv=None):
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--reduce-layers", type=int, default=6)
     p.add_argument("--reduce-repeats", type=int, default=7)
-    p.add_argument("--reduce-before", type=int, default=2)
     p.add_argument(
-        "--skip", default="", help="comma list of sections to skip: speed,accuracy,reduce"
+        "--reduce-before", type=int, default=2, help="runs of the old (materialising) reduce, >= 1"
+    )
+    p.add_argument(
+        "--skip", default="", help="comma list of sections to skip: " + ",".join(SECTIONS)
     )
     args = p.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    if skip - set(SECTIONS):
+        p.error(f"--skip: unknown section(s) {sorted(skip - set(SECTIONS))}; known: {SECTIONS}")
+    if args.reduce_before < 1 or args.reduce_repeats < 1:
+        p.error("--reduce-before and --reduce-repeats must be >= 1 (the report compares them)")
     args.lengths = [int(v) for v in args.lengths.split(",")]
     if args.quick:
         args.H, args.N, args.batch, args.lengths, args.repeats = 16, 8, 2, [64, 256], 1
         args.reduce_layers, args.rank, args.reduce_repeats, args.reduce_before = 2, 4, 1, 1
-    skip = set(filter(None, args.skip.split(",")))
     torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
