@@ -392,6 +392,10 @@ def compare_case(case, rng, H, N, r):
         "sysred": lambda: run_sysred(G, r, strict),
         "sysred_lowrank": lambda: run_sysred(G, r, strict, **lowrank),
         "sysred_natural": lambda: run_sysred(P, 2 * r, strict=False),
+        # the HSVs alone (factors, S^H R, singular values; no vectors, no projection): the
+        # part of sysred's time that any order costs, printed against the targets' budgets
+        "sysred_hsv": lambda: sysred.BTReductor(G, **bt_kwargs()).hsv,
+        "sysred_lowrank_hsv": lambda: sysred.BTReductor(G, **{**bt_kwargs(), **lowrank}).hsv,
         "slycot": lambda: run_slycot(G, r, range(H)),
         "slycot_natural": lambda: run_slycot_natural(forms, r, range(H)),
         "pymor": lambda: run_pymor(G, r, py_idx),
@@ -402,6 +406,8 @@ def compare_case(case, rng, H, N, r):
     t_sr, c_sr, (hsv, path, nwarn) = res["sysred"]
     t_lr, c_lr, (hsv_lr, path_lr, _) = res["sysred_lowrank"]
     t_srn, c_srn, (hsv_srn, _, nwarn_n) = res["sysred_natural"]
+    t_hsv, c_hsv, _ = res["sysred_hsv"]
+    t_lrh, c_lrh, _ = res["sysred_lowrank_hsv"]
     t_sl, c_sl, hsv_sl = res["slycot"]
     t_sln, c_sln, hsv_sln = res["slycot_natural"]
     t_py, c_py, hsv_py = res["pymor"]
@@ -441,6 +447,8 @@ def compare_case(case, rng, H, N, r):
         ("sysred (batched, default)", H, t_sr, t_sr, c_sr, f"{d_sl:.1e} R"),
         (f"sysred (rank_tol={ARGS.lowrank_tol:g})", H, t_lr, t_lr, c_lr, f"{d_lr:.1e} R"),
         ("sysred natural form (2N, conj.)", H, t_srn, t_srn, c_srn, f"{d_srn:.1e} N"),
+        ("sysred HSVs only (BTReductor)", H, t_hsv, t_hsv, c_hsv, "-"),
+        (f"sysred HSVs only (rank_tol={ARGS.lowrank_tol:g})", H, t_lrh, t_lrh, c_lrh, "-"),
         ("slycot ab09ad loop (realify)", H, t_sl, t_sl, c_sl, "-"),
         ("slycot ab09ax loop (natural 2N)", H, t_sln, t_sln, c_sln, "-"),
         ("pyMOR BT loop (realify)", n_py, t_py, t_py * scale, c_py * scale, f"{d_slpy:.1e} R"),
@@ -482,6 +490,8 @@ def compare_case(case, rng, H, N, r):
     wall = {
         "sysred": t_sr,
         "lowrank": t_lr,
+        "sysred_hsv": t_hsv,
+        "lowrank_hsv": t_lrh,
         "slycot": t_sl,
         "slycot_natural": t_sln,
         "pymor": t_py * scale,
@@ -617,6 +627,22 @@ def main():
                 met = "" if goal is None else f" (target >= {goal}x: {verdict})"
                 cells.append(f"vs {ref_label} {x:5.1f}x{met}")
             out(f"{s['case']:9s} {label:14s}: " + ", ".join(cells))
+    out("budgets: the wall time each target allows sysred, and how much of it the HSVs alone take")
+    out("(the rest is what the vectors, the projection and the checks may cost):")
+    for s in summary:
+        for variant in ("sysred", "lowrank"):
+            for ref, ref_label in REFS:
+                goal = TARGETS.get((s["case"], variant), {}).get(ref)
+                if goal is None:
+                    continue
+                budget = s["wall"][ref] / goal
+                hsv_t = s["wall"][variant + "_hsv"]
+                out(
+                    f"{s['case']:9s} {variant:8s} >= {goal:3d}x {ref_label:15s}: budget "
+                    f"{budget * 1e3:6.1f} ms; HSVs alone {hsv_t * 1e3:6.1f} ms "
+                    f"({hsv_t / budget:4.0%}); whole BT {s['wall'][variant] * 1e3:6.1f} ms "
+                    f"({s['wall'][variant] / budget:4.0%})"
+                )
     out("CPU-time ratios (work; load-robust; on an idle 2-core machine the wall ratio is about")
     out("this times sysred's parallel speed-up, up to 2):")
     for s in summary:
