@@ -67,10 +67,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sysred  # noqa: E402
+from benchmarks.study.common import atomic_write, ssm_params, write_csv  # noqa: E402
 from s4dss.adapters import to_system  # noqa: E402
 from s4dss.checkpoint import load_checkpoint, load_model_state  # noqa: E402
 from s4dss.data import get_task  # noqa: E402
-from s4dss.dss import DSSKernel  # noqa: E402
 from s4dss.model import S4Model  # noqa: E402
 from s4dss.reduce import METHODS, dss_layers  # noqa: E402
 from s4dss.reduce import reduce as reduce_model  # noqa: E402
@@ -265,29 +265,11 @@ INIT_LABEL = {
 # ----------------------------------------------------------------------------- small helpers
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
-
-
-def ssm_params(model: nn.Module) -> int:
-    """Parameters of the SSM part: every DSS kernel's Lambda, log_dt and W."""
-    return sum(
-        p.numel() for m in model.modules() if isinstance(m, DSSKernel) for p in m.parameters()
-    )
 
 
 def total_params(model: nn.Module) -> int:
@@ -307,11 +289,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    _atomic_write_text(path, buf.getvalue())
+    write_csv(path, rows, FIELDS)
 
 
 def _f(row: dict, key: str) -> float:
@@ -873,7 +851,7 @@ def write_report(out: Path, preset: str, spec: dict, command: str) -> None:
         "",
         "Plots: " + ", ".join(f"`acc_vs_r_{t}.png`, `hsv_{t}.png`, `corr_{t}.png`" for t in tasks),
     ]
-    _atomic_write_text(out / "results.md", "\n".join(md) + "\n")
+    atomic_write(out / "results.md", "\n".join(md) + "\n")
 
 
 def _task_markdown(t: str, ts: dict, rows: list[dict]) -> list[str]:
@@ -1036,7 +1014,7 @@ def run_study(
     """Run (or continue) every task of ``spec``; returns the run ids executed per task."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / ".gitignore", "runs/\ndata/\n*.log\n*.tmp\n")
+    atomic_write(out / ".gitignore", "runs/\ndata/\n*.log\n*.tmp\n")
     threads = spec.get("threads")
     if threads:
         torch.set_num_threads(int(threads))

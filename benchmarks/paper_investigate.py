@@ -78,7 +78,7 @@ def investigate(preset: str, out: Path, tasks: list[str] | None = None) -> str:
             )
         lines.append("")
     text = "\n".join(lines) + "\n"
-    paper._atomic_write_text(Path(out) / "investigate.md", text)
+    paper.atomic_write(Path(out) / "investigate.md", text)
     return text
 
 
@@ -120,7 +120,7 @@ def lr_after_init(preset: str, out: Path, factor: float, seeds: list[int],
             )
     text = "\n".join(lines) + "\n"
     suffix = "_".join(tasks) if tasks else "all"
-    paper._atomic_write_text(Path(out) / f"investigate_lr{factor:g}_{init}_{suffix}.md", text)
+    paper.atomic_write(Path(out) / f"investigate_lr{factor:g}_{init}_{suffix}.md", text)
     return text
 
 
