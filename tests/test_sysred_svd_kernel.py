@@ -51,7 +51,13 @@ def test_values_and_leading_vectors_against_zgesdd(name, M, r):
     eye = np.eye(r)
     for X in (U, V):
         assert np.abs(X.conj().swapaxes(-1, -2) @ X - eye).max() < 100 * EPS
-    assert f.fallbacks == 0
+    # inverse iteration must carry every case whose leading r values are numerically nonzero;
+    # beyond the rank (rank 3 with r = 5: a cluster of rounding-level values) the vectors are
+    # rounding noise, and whether they pass VECTOR_TOL depends on the BLAS kernels' rounding
+    # (measured: 1 of 10 fell back to dbdsdc on an AMD EPYC, 0 on the CI machines); the
+    # fallback's vectors are then what the residual and orthogonality checks above tested
+    if np.all(f.s[:, r - 1] > 1e3 * EPS * f.s[:, 0]):
+        assert f.fallbacks == 0
 
 
 def test_kernel_singular_values_have_high_relative_accuracy():
