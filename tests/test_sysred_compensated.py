@@ -95,16 +95,18 @@ def test_balanced_realization_is_balanced():
 
 
 @pytest.mark.parametrize("seed", [215, 1840, 2975])
-def test_diagonal_seeds_within_2x_ab09ad_same_method_not_its_best_variant(seed):
-    # The 3 of 5,000 property-check systems (diagonal, r < n, every model's error below the
-    # one-ulp rounding of its own matrices) where sysred's square-root BT is above the bound
-    # and within 2x AB09AD's square-root result (job='B', the same method) but more than 2x
-    # its balancing-free one (job='N'): the check's anchor is the same method.
+def test_diagonal_seeds_where_rounding_decides_against_ab09ad(seed):
+    # The 3 of 5,000 property-check systems (diagonal, r < n) that were above the bound and more
+    # than 2x AB09AD's balancing-free variant (job='N'): the check passes them, and every
+    # model's error there is below the one-ulp rounding sensitivity of the data, so which of
+    # sysred and AB09AD comes out ahead is decided by rounding (it differed between CPUs:
+    # seed 215 was within 2x AB09AD on Intel machines and 3.0x it on an AMD EPYC).
     from _properties import check_system
 
     rec = check_system(seed)
-    assert rec["violations"] == [] and rec["upper_by"] == "ab09ad"
-    assert rec["above_any"] and rec["ab09ad_any_err"] < rec["ab09ad_err"]
+    assert rec["violations"] == []
+    assert "ab09ad_err" in rec and "ab09ad_any_err" in rec  # the anchor ran
+    assert max(rec["err"], rec["ab09ad_err"], rec["ab09ad_any_err"]) <= rec["noise"]
 
 
 def test_oracle_isolation_survives_a_dying_child():
