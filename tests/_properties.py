@@ -376,8 +376,10 @@ def _isolated(fn, *args):
     """``fn(*args)`` in a forked child process; ``None`` if the child dies.
 
     The child leaves by ``os._exit`` right after sending its result, so a heap corrupted by
-    the oracle cannot crash anything at exit.
+    the oracle cannot crash anything at exit. Its faulthandler (inherited from pytest) is off:
+    a child that dies is an expected outcome here, not a "Fatal Python error" for the log.
     """
+    import faulthandler
     import os
     import pickle
 
@@ -385,6 +387,7 @@ def _isolated(fn, *args):
     pid = os.fork()
     if pid == 0:  # child
         try:
+            faulthandler.disable()
             os.close(read)
             data = pickle.dumps(fn(*args))
             with os.fdopen(write, "wb") as f:
