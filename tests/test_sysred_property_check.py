@@ -22,11 +22,24 @@ WORKERS = 2
 TIMEOUT = 900  # seconds for one system (measured: a few seconds at most)
 
 
+_LIMITS = []
+
+
+def _one_blas_thread():
+    """Pool initializer: BLAS on one thread in each worker. Two workers on two cores each
+    running OpenBLAS's own threads oversubscribed them: a chunk took 197 s instead of 49 s
+    (the systems are small; benchmarks/sysred_properties.py pins the threads the same way)."""
+    from threadpoolctl import threadpool_limits
+
+    _LIMITS.append(threadpool_limits(1, user_api="blas"))  # kept: the limit lasts
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_property_check(chunk):
     seeds = range(chunk * PER_CHUNK, (chunk + 1) * PER_CHUNK)
-    with mp.get_context("fork").Pool(WORKERS, maxtasksperchild=100) as pool:
+    ctx = mp.get_context("fork")
+    with ctx.Pool(WORKERS, initializer=_one_blas_thread, maxtasksperchild=100) as pool:
         it = pool.imap(check_system, seeds)  # chunksize 1: next(timeout) works
         # a worker that dies loses its task and would hang the pool: fail instead
         records = [it.next(timeout=TIMEOUT) for _ in seeds]
