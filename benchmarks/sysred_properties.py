@@ -78,12 +78,13 @@ def main(argv=None) -> int:
     for r in notes:
         lines.append(f"  seed {r['seed']}: {'; '.join(r['notes'])}")
     lines.append("")
-    by_ab = [r for r in records if r.get("upper_by") in ("ab09ad", "noise")]
+    above_bound = [r for r in records if r.get("upper_by") in ("ab09ad", "noise")]
     lines.append(
         f"above the bound + 10 n eps ||G||, within 2x AB09AD's error at the same order or (*) "
-        f"only below the data's rounding sensitivity ({len(by_ab)} systems), relative to ||G||:"
+        f"only below the data's rounding sensitivity ({len(above_bound)} systems), "
+        "relative to ||G||:"
     )
-    for r in by_ab:
+    for r in above_bound:
         g = r["norm"]
         lines.append(
             f"  seed {r['seed']}{'*' if r['upper_by'] == 'noise' else ''} "

@@ -315,7 +315,7 @@ def hinf_levelset(parts, D, discrete, tol):
     c, w = -np.inf, 0.0
     interior = np.r_[True, vals[1:] >= vals[:-1]] & np.r_[vals[:-1] >= vals[1:], True]
     for k in np.argsort(-np.where(interior, vals, -np.inf))[:N_POLISH]:
-        wk, ck = _polished(f, cands, vals, k, cands, discrete, c)
+        wk, ck = _polished(f, cands[k], vals[k], cands, discrete, c)
         if ck > c:
             c, w = ck, wk
     if not discrete and f.credible(np.inf) >= c:
@@ -335,7 +335,7 @@ def hinf_levelset(parts, D, discrete, tol):
         for k in np.argsort(-vals):
             if not vals[k] > c:
                 break
-            wk, ck = _polished(f, pts, vals, k, cross, discrete, c)
+            wk, ck = _polished(f, pts[k], vals[k], cross, discrete, c)
             if ck > c:
                 c, w = ck, wk
                 break
@@ -351,9 +351,10 @@ def hinf_levelset(parts, D, discrete, tol):
     return f.accurate(w), w
 
 
-def _polished(f, pts, vals, k, neighbours, discrete, floor):
-    """Candidate ``pts[k]`` refined by local maximisation: ``(w, credible value)``, the value
-    confirmed by the accurate evaluation (:meth:`Response.value`).
+def _polished(f, w, value, neighbours, discrete, floor):
+    """Candidate ``w`` (search value ``value``) refined by local maximisation:
+    ``(w, credible value)``, the value confirmed by the accurate evaluation
+    (:meth:`Response.value`).
 
     The search's values are double precision with a first-order error estimate, which next to
     a lightly damped pole of an error system's cancelling parts can miss (measured: 0.0022
@@ -361,7 +362,7 @@ def _polished(f, pts, vals, k, neighbours, discrete, floor):
     kept as the best set the level below the true peak, which the search had already found,
     and left the iteration cycling to ``MAX_ITER``, returning an uncertified low value.
     """
-    wk, ck = _polish(f, pts[k], _neighbour_gap(neighbours, pts[k]), discrete, floor)
-    wk = wk if ck > vals[k] else float(pts[k])
+    wk, ck = _polish(f, w, _neighbour_gap(neighbours, w), discrete, floor)
+    wk = wk if ck > value else float(w)
     sigma, err = f.value(wk)
     return wk, sigma - err

@@ -22,16 +22,13 @@ WORKERS = 2
 TIMEOUT = 900  # seconds for one system (measured: a few seconds at most)
 
 
-_LIMITS = []
-
-
 def _one_blas_thread():
     """Pool initializer: BLAS on one thread in each worker. Two workers on two cores each
     running OpenBLAS's own threads oversubscribed them: a chunk took 197 s instead of 49 s
     (the systems are small; benchmarks/sysred_properties.py pins the threads the same way)."""
     from threadpoolctl import threadpool_limits
 
-    _LIMITS.append(threadpool_limits(1, user_api="blas"))  # kept: the limit lasts
+    threadpool_limits(1, user_api="blas")  # lasts for the process (restored only on exit)
 
 
 @pytest.mark.slow
